@@ -1,0 +1,51 @@
+"""Asyncio and trio client for phone-call confirmation APIs (XVerify Phone Confirm).
+
+The public names live here; the modules behind them are private.
+"""
+
+from phoneconfirm_async._client import PhoneConfirmClient as PhoneConfirmClient
+from phoneconfirm_async._errors import ApiError as ApiError
+from phoneconfirm_async._errors import AuthenticationError as AuthenticationError
+from phoneconfirm_async._errors import CallOutcomeUnknownError as CallOutcomeUnknownError
+from phoneconfirm_async._errors import ConfigurationError as ConfigurationError
+from phoneconfirm_async._errors import DomainNotAuthorizedError as DomainNotAuthorizedError
+from phoneconfirm_async._errors import InvalidRequestError as InvalidRequestError
+from phoneconfirm_async._errors import ParseError as ParseError
+from phoneconfirm_async._errors import PhoneConfirmError as PhoneConfirmError
+from phoneconfirm_async._errors import RateLimitedError as RateLimitedError
+from phoneconfirm_async._errors import ServerError as ServerError
+from phoneconfirm_async._errors import TransportError as TransportError
+from phoneconfirm_async._errors import ValidationError as ValidationError
+from phoneconfirm_async._models import PlaceCallRequest as PlaceCallRequest
+from phoneconfirm_async._models import PlaceCallResult as PlaceCallResult
+from phoneconfirm_async._models import VerifyRequest as VerifyRequest
+from phoneconfirm_async._models import VerifyResult as VerifyResult
+from phoneconfirm_async._parsers import ParserRegistry as ParserRegistry
+from phoneconfirm_async._parsers import ResponseParser as ResponseParser
+from phoneconfirm_async._retry import RetryEvent as RetryEvent
+from phoneconfirm_async._retry import RetryPolicy as RetryPolicy
+from phoneconfirm_async._version import __version__ as __version__
+
+__all__ = [
+    "ApiError",
+    "AuthenticationError",
+    "CallOutcomeUnknownError",
+    "ConfigurationError",
+    "DomainNotAuthorizedError",
+    "InvalidRequestError",
+    "ParseError",
+    "ParserRegistry",
+    "PhoneConfirmClient",
+    "PhoneConfirmError",
+    "PlaceCallRequest",
+    "PlaceCallResult",
+    "RateLimitedError",
+    "ResponseParser",
+    "RetryEvent",
+    "RetryPolicy",
+    "ServerError",
+    "TransportError",
+    "ValidationError",
+    "VerifyRequest",
+    "VerifyResult",
+]

@@ -1,0 +1,107 @@
+"""Requests and results: frozen values, safe to log (codes are left out of reprs)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from phoneconfirm_async import _validation
+
+
+@dataclass(frozen=True, slots=True)
+class PlaceCallRequest:
+    """One call to place: validated and normalized on construction.
+
+    Raises:
+        ValidationError: a field breaks its rule (the error names the field).
+    """
+
+    phone: str
+    country_code: str
+    code: str = field(repr=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "phone", _validation.phone(self.phone))
+        object.__setattr__(self, "country_code", _validation.country_code(self.country_code))
+        object.__setattr__(self, "code", _validation.code(self.code))
+
+    @classmethod
+    def from_row(cls, row: PlaceCallRequest | Mapping[str, Any]) -> PlaceCallRequest:
+        """Accept a request or a mapping with ``phone``, ``country_code`` and ``code``."""
+        if isinstance(row, PlaceCallRequest):
+            return row
+        return cls(row.get("phone"), row.get("country_code"), row.get("code"))  # type: ignore[arg-type]
+
+
+@dataclass(frozen=True, slots=True)
+class VerifyRequest:
+    """One code to check against a placed call's transaction number.
+
+    Raises:
+        ValidationError: a field breaks its rule (the error names the field).
+    """
+
+    transaction_number: str
+    code: str = field(repr=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(
+            self, "transaction_number", _validation.transaction_number(self.transaction_number)
+        )
+        object.__setattr__(self, "code", _validation.code(self.code))
+
+    @classmethod
+    def from_row(cls, row: VerifyRequest | Mapping[str, Any]) -> VerifyRequest:
+        """Accept a request or a mapping with ``transaction_number`` and ``code``."""
+        if isinstance(row, VerifyRequest):
+            return row
+        return cls(row.get("transaction_number"), row.get("code"))  # type: ignore[arg-type]
+
+
+@dataclass(frozen=True, slots=True)
+class _Result:
+    status: str | None
+    error: int
+    message: str | None
+    transaction_number: str | None
+    duration: float | None
+    raw: Mapping[str, Any] = field(repr=False, compare=False)
+
+    @classmethod
+    def from_fields(cls, fields: Mapping[str, Any]) -> Any:
+        duration = fields.get("duration")
+        message = fields.get("message")
+        transaction_number = fields.get("transaction_number")
+        return cls(
+            status=fields.get("status"),
+            error=fields.get("error", 0),
+            message=None if message is None else str(message),
+            transaction_number=None if transaction_number is None else str(transaction_number),
+            duration=duration if isinstance(duration, float) else None,
+            raw=fields,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class PlaceCallResult(_Result):
+    """The service's answer to a call placement.
+
+    ``status`` is ``"valid"`` when the call was submitted and ``"invalid"`` when it failed;
+    an invalid status is a normal result, not an exception. ``raw`` is the normalized dict.
+    """
+
+    @property
+    def placed(self) -> bool:
+        """True when the service submitted the call."""
+        return self.error == 0 and self.status == "valid"
+
+
+@dataclass(frozen=True, slots=True)
+class VerifyResult(_Result):
+    """The service's answer to a code check: ``verified`` when the code matched."""
+
+    @property
+    def verified(self) -> bool:
+        """True when the code matched the call's code."""
+        return self.error == 0 and self.status == "valid"

@@ -1,0 +1,226 @@
+"""Retries: which failures are retried, how long to wait, and when to give up.
+
+Built on tenacity's ``AsyncRetrying`` with ``sleep=anyio.sleep`` (so it runs on asyncio and
+trio alike): exponential backoff with full jitter, ``Retry-After`` honoured up to a cap,
+bounded by attempts and by a total deadline, and by a retry budget shared by the whole
+client so an outage cannot turn a large batch into a retry storm.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Final, Literal, TypeVar
+
+import anyio
+from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type
+from tenacity.wait import wait_random_exponential
+
+from phoneconfirm_async._errors import (
+    CallOutcomeUnknownError,
+    PhoneConfirmError,
+    RateLimitedError,
+    ServerError,
+    TransportError,
+)
+
+T = TypeVar("T")
+Operation = Literal["placecall", "verifycode"]
+
+
+@dataclass(frozen=True, slots=True)
+class RetryEvent:
+    """What ``on_retry`` receives: metadata only, never URLs, numbers or secrets."""
+
+    operation: str
+    attempt: int
+    wait: float
+    error_type: str
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    """How transient failures are retried.
+
+    Args:
+        max_attempts: attempts in all, the first included (1 = no retries).
+        initial_wait: the first backoff's upper bound in seconds; it doubles per attempt.
+        max_wait: the cap of one backoff, in seconds.
+        deadline: total seconds one call may spend, waits included; no retry starts
+            whose wait would end past it.
+        max_retry_after: the longest ``Retry-After`` the client waits for; a longer
+            demand raises :class:`RateLimitedError` at once.
+        retry_unsafe: also retry call placements that failed after they were sent (may
+            phone the person twice).
+        on_retry: called with a :class:`RetryEvent` before each wait.
+    """
+
+    max_attempts: int = 4
+    initial_wait: float = 0.5
+    max_wait: float = 8.0
+    deadline: float = 60.0
+    max_retry_after: float = 60.0
+    retry_unsafe: bool = False
+    on_retry: Callable[[RetryEvent], None] | None = None
+
+    def __post_init__(self) -> None:
+        if self.max_attempts < 1:
+            raise ValueError("RetryPolicy.max_attempts must be at least 1")
+        for name in ("initial_wait", "max_wait", "deadline", "max_retry_after"):
+            value = getattr(self, name)
+            if not value >= 0:  # also refuses NaN
+                raise ValueError(f"RetryPolicy.{name} must not be negative")
+
+    @classmethod
+    def none(cls) -> RetryPolicy:
+        """A single attempt: retries off."""
+        return cls(max_attempts=1)
+
+
+class RetryBudget:
+    """A token bucket shared by one client, in the manner of botocore's standard mode.
+
+    Each retry spends ``retry_cost`` tokens (``timeout_cost`` after a timeout) and each
+    success refunds one, up to the capacity; with too few tokens left, the failure is raised
+    without retrying. ``retries`` is the burst allowance in retries: the default 100 means
+    500 tokens, so a healthy service earns back one retry per five successes.
+    """
+
+    retry_cost: Final = 5
+    timeout_cost: Final = 10
+
+    def __init__(self, retries: int = 100) -> None:
+        if retries < 0:
+            raise ValueError("the retry budget must not be negative")
+        self.capacity = retries * self.retry_cost
+        self.tokens = self.capacity
+
+    def spend(self, error: BaseException) -> bool:
+        """Take the tokens for one retry after ``error``; False when the budget is empty."""
+        timeout = isinstance(error, TransportError) and error.is_timeout
+        cost = self.timeout_cost if timeout else self.retry_cost
+        if self.tokens < cost:
+            return False
+        self.tokens -= cost
+        return True
+
+    def refund(self) -> None:
+        """Give back one token after a success."""
+        if self.tokens < self.capacity:
+            self.tokens += 1
+
+
+def is_retryable(error: BaseException, policy: RetryPolicy) -> bool:
+    """Whether a failure may be retried at all under this policy.
+
+    Placements that may have reached the service come here already wrapped in
+    :class:`CallOutcomeUnknownError`, so the other rules are safe for both operations.
+    """
+    if isinstance(error, CallOutcomeUnknownError):
+        return policy.retry_unsafe
+    if isinstance(error, RateLimitedError):
+        return error.retry_after is None or error.retry_after <= policy.max_retry_after
+    return isinstance(error, TransportError | ServerError)
+
+
+async def call_with_retries(
+    operation: Operation,
+    attempt: Callable[[], Awaitable[T]],
+    policy: RetryPolicy,
+    budget: RetryBudget,
+) -> T:
+    """Run ``attempt`` until it succeeds or the policy, the deadline or the budget says stop.
+
+    The first attempt runs outside tenacity, so a call that succeeds at once (nearly all of
+    them) pays nothing for the retry machinery. The last real exception is raised, never a
+    wrapper.
+    """
+    started = anyio.current_time()
+    try:
+        result = await attempt()
+    except PhoneConfirmError as exc:
+        if policy.max_attempts == 1 or not is_retryable(exc, policy):
+            raise
+        first_failure: PhoneConfirmError | None = exc
+    else:
+        budget.refund()
+        return result
+
+    async def replay_then_attempt() -> T:
+        # tenacity starts counting from the first attempt, which already failed: replay it.
+        nonlocal first_failure
+        if first_failure is not None:
+            failure, first_failure = first_failure, None
+            raise failure
+        return await attempt()
+
+    backoff = wait_random_exponential(multiplier=policy.initial_wait, max=policy.max_wait)
+
+    def wait(state: RetryCallState) -> float:
+        error = _error_of(state)
+        if isinstance(error, RateLimitedError) and error.retry_after is not None:
+            return error.retry_after
+        return float(backoff(state))
+
+    def stop(state: RetryCallState) -> bool:
+        error = _error_of(state)
+        if state.attempt_number >= policy.max_attempts or not is_retryable(error, policy):
+            return True
+        elapsed = anyio.current_time() - started
+        if elapsed + (state.upcoming_sleep or 0.0) > policy.deadline:
+            return True
+        return not budget.spend(error)  # spent last: only a retry that happens pays
+
+    def before_sleep(state: RetryCallState) -> None:
+        if policy.on_retry is not None:
+            policy.on_retry(
+                RetryEvent(
+                    operation=operation,
+                    attempt=state.attempt_number,
+                    wait=state.upcoming_sleep,
+                    error_type=type(_error_of(state)).__name__,
+                )
+            )
+
+    retrying = AsyncRetrying(
+        sleep=anyio.sleep,
+        stop=stop,
+        wait=wait,
+        retry=retry_if_exception_type(PhoneConfirmError),
+        before_sleep=before_sleep,
+        reraise=True,
+    )
+    result = await retrying(replay_then_attempt)
+    budget.refund()
+    return result
+
+
+def _error_of(state: RetryCallState) -> BaseException:
+    outcome = state.outcome
+    assert outcome is not None
+    error = outcome.exception()
+    assert error is not None
+    return error
+
+
+def parse_retry_after(value: str | None, now: float) -> float | None:
+    """Seconds to wait from a ``Retry-After`` header: delta seconds or an HTTP date."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        seconds = float(value)
+    except ValueError:
+        from email.utils import parsedate_to_datetime
+
+        try:
+            when = parsedate_to_datetime(value)
+        except (TypeError, ValueError, IndexError):
+            return None
+        if when.tzinfo is None:
+            return None
+        seconds = when.timestamp() - now
+    if not math.isfinite(seconds):
+        return None
+    return max(seconds, 0.0)

@@ -1,0 +1,111 @@
+"""Input rules (SPEC section 4): each returns the wire form or raises ValidationError."""
+
+from __future__ import annotations
+
+import math
+import re
+from datetime import UTC, datetime, timedelta
+from typing import Final
+
+from phoneconfirm_async._errors import ValidationError
+
+MAX_REDIAL_COUNT: Final = 10
+MAX_REDIAL_INTERVAL: Final = 86400.0
+
+_PHONE_SEPARATORS = re.compile(r"[\s\-.()]")
+_DIGITS = re.compile(r"[0-9]+")
+_CODE = re.compile(r"[A-Za-z0-9]{1,10}")
+
+#: A moment for ``call_place_time``: aware datetime (absolute), timedelta or seconds (relative).
+PlaceTime = datetime | timedelta | float | int
+
+
+def phone(value: object) -> str:
+    """Digits only, 4 to 15 of them, after stripping spaces, dashes, dots and parentheses."""
+    if not isinstance(value, str | int) or isinstance(value, bool):
+        raise ValidationError("phone", "must be a string of 4 to 15 digits")
+    digits = _PHONE_SEPARATORS.sub("", str(value))
+    if not _DIGITS.fullmatch(digits) or not 4 <= len(digits) <= 15:
+        raise ValidationError(
+            "phone", "must be 4 to 15 digits (spaces, dashes, dots and parentheses allowed)"
+        )
+    return digits
+
+
+def country_code(value: object) -> str:
+    """1 to 3 digits; a leading ``+`` is stripped."""
+    if not isinstance(value, str | int) or isinstance(value, bool):
+        raise ValidationError("country_code", "must be 1 to 3 digits")
+    text = str(value).strip().removeprefix("+")
+    if not _DIGITS.fullmatch(text) or len(text) > 3:
+        raise ValidationError("country_code", "must be 1 to 3 digits (a leading '+' is allowed)")
+    return text
+
+
+def code(value: object) -> str:
+    """1 to 10 letters or digits."""
+    if not isinstance(value, str) or not _CODE.fullmatch(value):
+        raise ValidationError("code", "must be 1 to 10 letters or digits")
+    return value
+
+
+def transaction_number(value: object) -> str:
+    """A non-empty string (kept as given; never converted to a number)."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        value = str(value)
+    if not isinstance(value, str) or not value.strip() or len(value) > 64:
+        raise ValidationError("transaction_number", "must be a non-empty string")
+    return value.strip()
+
+
+def redial_count(value: object) -> int:
+    """A whole number from 0 to 10."""
+    if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= MAX_REDIAL_COUNT:
+        raise ValidationError(
+            "redial_count", f"must be a whole number from 0 to {MAX_REDIAL_COUNT}"
+        )
+    return value
+
+
+def redial_interval(value: object) -> float:
+    """Positive seconds (a number or a timedelta), at most one day."""
+    seconds = _seconds(value)
+    if seconds is None or not 0 < seconds <= MAX_REDIAL_INTERVAL:
+        raise ValidationError(
+            "redial_interval", "must be positive seconds (or a timedelta), at most one day"
+        )
+    return seconds
+
+
+def place_time(value: object) -> datetime | float:
+    """An aware datetime (kept absolute) or a relative delay in seconds (never negative).
+
+    A naive datetime is refused: a call must not be placed in the wrong time zone.
+    """
+    if isinstance(value, datetime):
+        if value.tzinfo is None or value.utcoffset() is None:
+            raise ValidationError(
+                "call_place_time", "a datetime must be timezone-aware (e.g. tzinfo=UTC)"
+            )
+        return value
+    seconds = _seconds(value)
+    if seconds is None:
+        raise ValidationError(
+            "call_place_time", "must be an aware datetime, a timedelta or a number of seconds"
+        )
+    return max(seconds, 0.0)
+
+
+def place_time_wire(value: datetime | float) -> str:
+    """``YYYY-MM-DD HH:MM:SS`` in UTC for a datetime, whole seconds for a delay."""
+    if isinstance(value, datetime):
+        return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S")
+    return str(math.ceil(value))
+
+
+def _seconds(value: object) -> float | None:
+    if isinstance(value, timedelta):
+        return value.total_seconds()
+    if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value):
+        return float(value)
+    return None
