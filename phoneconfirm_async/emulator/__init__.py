@@ -21,6 +21,7 @@ from phoneconfirm_async.emulator._config import (
 )
 from phoneconfirm_async.emulator._server import Emulator as Emulator
 from phoneconfirm_async.emulator._server import run_emulator as run_emulator
+from phoneconfirm_async.emulator._state import Fault as Fault
 
 __all__ = [
     "DEFAULT_API_KEY",
@@ -29,5 +30,6 @@ __all__ = [
     "CallRecord",
     "Emulator",
     "EmulatorConfig",
+    "Fault",
     "run_emulator",
 ]

@@ -113,7 +113,7 @@ class EmulatorApp:
     async def _handle(self, request: Request, endpoint: Endpoint) -> Response:
         started = time.perf_counter()
         config = self.state.config
-        fault = self.state.draw_fault()
+        fault = self.state.draw_fault(endpoint)
         if config.latency:
             await anyio.sleep(config.latency)
         params = request.query_params.multi_items()

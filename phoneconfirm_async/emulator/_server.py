@@ -14,7 +14,7 @@ import uvicorn
 
 from phoneconfirm_async.emulator._app import EmulatorApp
 from phoneconfirm_async.emulator._config import CallRecord, EmulatorConfig
-from phoneconfirm_async.emulator._state import EmulatorState
+from phoneconfirm_async.emulator._state import EmulatorState, Fault
 
 
 class _Server(uvicorn.Server):
@@ -23,6 +23,16 @@ class _Server(uvicorn.Server):
     def __init__(self, config: uvicorn.Config, ready: threading.Event) -> None:
         super().__init__(config)
         self.ready = ready
+
+    async def main_loop(self) -> None:
+        # uvicorn polls should_exit every 0.1 s; waking on an event makes stop() immediate,
+        # which keeps a test suite that starts many emulators fast.
+        self.wake = asyncio.Event()
+        counter = 0
+        while not await self.on_tick(counter):
+            counter = (counter + 1) % 864000
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.wake.wait(), 0.1)
 
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
         try:
@@ -87,9 +97,18 @@ class Emulator:
         return self._state.calls
 
     @property
+    def faults(self) -> list[Fault]:
+        """Every fault injected so far, in order: endpoint, kind, and phase."""
+        return self._state.faults
+
+    @property
     def request_count(self) -> int:
         """How many requests reached the two service endpoints, rejected ones included."""
         return self._state.request_count
+
+    def wait_for_requests(self, count: int, timeout: float | None = None) -> bool:
+        """Block until ``count`` requests have arrived (for tests: no polling, no sleeps)."""
+        return self._state.wait_for_requests(count, timeout)
 
     def heard_code(self, phone: str) -> str | None:
         """The code the simulated person heard, or None if they picked up no call yet."""
@@ -143,11 +162,17 @@ class Emulator:
             server.should_exit = True
         if loop is not None and not loop.is_closed():
             with contextlib.suppress(RuntimeError):  # the loop may close meanwhile
-                loop.call_soon_threadsafe(self._app.stop.set)
+                loop.call_soon_threadsafe(self._wake)
         if thread is not None:
             thread.join()
         if self._sock is not None:
             self._sock.close()
+
+    def _wake(self) -> None:
+        self._app.stop.set()
+        wake = getattr(self._server, "wake", None)
+        if wake is not None:
+            wake.set()
 
     def wait(self, timeout: float | None = None) -> bool:
         """Block until the server thread ends (for foreground use); True if it ended."""

@@ -19,8 +19,10 @@ Phase = Literal["before", "after"]
 
 @dataclass(frozen=True, slots=True)
 class Fault:
-    """A fault drawn for one request: its kind and whether it strikes before the work."""
+    """A fault drawn for one request: the endpoint, its kind, and whether it struck before
+    the work was done (nothing happened) or after (a call was dialed, the answer lost)."""
 
+    endpoint: str
     kind: str
     phase: Phase
 
@@ -37,16 +39,18 @@ class EmulatorState:
     def __init__(self, config: EmulatorConfig) -> None:
         self.config = config
         self.lock = threading.Lock()
+        self._arrived = threading.Condition(self.lock)
         self._rng = random.Random(config.seed)
         self._calls: list[CallRecord] = []
         self._transactions: dict[str, _Transaction] = {}
         self._requests = 0
+        self._faults: list[Fault] = []
         self._next_tx = 0
         # The prefix makes transaction numbers of two emulator runs differ, yet stay digits.
         self._tx_prefix = str(self._rng.randrange(100, 1000))
 
     # -- faults ---------------------------------------------------------------------------
-    def draw_fault(self) -> Fault | None:
+    def draw_fault(self, endpoint: str) -> Fault | None:
         """Draw the fault for the next request, deterministically from the seed.
 
         Three numbers are drawn for every request, fault or not, so that the sequence of
@@ -54,6 +58,7 @@ class EmulatorState:
         """
         with self.lock:
             self._requests += 1
+            self._arrived.notify_all()
             roll = self._rng.random()
             kind_roll = self._rng.random()
             phase_roll = self._rng.random()
@@ -63,7 +68,10 @@ class EmulatorState:
         kind = faults[int(kind_roll * len(faults))]
         # A 429 is a refusal: the service did nothing, so it can only come "before".
         phase: Phase = "before" if kind == "http_429" or phase_roll < 0.5 else "after"
-        return Fault(kind, phase)
+        fault = Fault(endpoint, kind, phase)
+        with self.lock:
+            self._faults.append(fault)
+        return fault
 
     # -- calls ----------------------------------------------------------------------------
     def record_call(
@@ -95,9 +103,19 @@ class EmulatorState:
             return list(self._calls)
 
     @property
+    def faults(self) -> list[Fault]:
+        with self.lock:
+            return list(self._faults)
+
+    @property
     def request_count(self) -> int:
         with self.lock:
             return self._requests
+
+    def wait_for_requests(self, count: int, timeout: float | None) -> bool:
+        """Block until ``count`` requests have arrived; False if the timeout struck first."""
+        with self._arrived:
+            return self._arrived.wait_for(lambda: self._requests >= count, timeout)
 
     def heard_code(self, phone: str) -> str | None:
         """The code the simulated person heard on the latest call they picked up, if any."""
