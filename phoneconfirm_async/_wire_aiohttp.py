@@ -46,6 +46,11 @@ class AiohttpWire:
         self.session = aiohttp.ClientSession(
             connector=connector, auto_decompress=True, raise_for_status=False
         )
+        # aiohttp silently re-sends an idempotent request once when the server drops the
+        # connection (RFC 9112 section 9.3.1.1). A placecall GET is not idempotent in effect:
+        # a re-send can phone the person twice, so the retry rules above the seam decide.
+        # There is no public switch; the emulator test of "reset" faults guards this line.
+        self.session._retry_connection = False
         self._timeouts: dict[float | None, aiohttp.ClientTimeout] = {}
 
     def _timeout(self, seconds: float | None) -> aiohttp.ClientTimeout:
