@@ -12,7 +12,7 @@ import contextlib
 import json
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Final
 
 import xmltodict
@@ -31,16 +31,20 @@ _BLANK = b" \t\r\n\xef\xbb\xbf"  # whitespace and a UTF-8 byte order mark
 
 def parse_json(body: bytes) -> Mapping[str, Any]:
     """Decode a JSON document (stdlib ``json``)."""
-    document = json.loads(body)
-    if not isinstance(document, dict):
-        raise ValueError("the JSON document is not an object")
+    return _parse_json_text(body.decode("utf-8"))
+
+
+def _parse_json_text(text: str) -> Mapping[str, Any]:
+    document = _decode_json(text)
+    if document.__class__ is not dict:
+        raise ParseError("the JSON document is not an object")
     return document
 
 
 def parse_xml(body: bytes) -> Mapping[str, Any]:
     """Decode an XML document (xmltodict), refusing DTDs and entity declarations."""
     if _DTD.search(body):
-        raise ValueError("XML with a DTD or entity declarations is refused")
+        raise ParseError("XML with a DTD or entity declarations is refused")
     document: Mapping[str, Any] = xmltodict.parse(body, disable_entities=True)
     return document
 
@@ -51,6 +55,14 @@ class _Entry:
     parser: ResponseParser
     content_types: tuple[str, ...]
     prefixes: tuple[bytes, ...]
+    # The built-in JSON parser takes the text the UTF-8 check already decoded.
+    text_parser: Callable[[str], Mapping[str, Any]] | None = None
+
+
+_CHOICE_CACHE_SIZE: Final = 64
+_CANONICAL_STATUSES: Final = frozenset({"valid", "invalid"})
+_SCALAR_TYPES: Final = frozenset({int, float, bool, type(None)})
+_decode_json = json.JSONDecoder().decode
 
 
 class ParserRegistry:
@@ -66,6 +78,9 @@ class ParserRegistry:
     def __init__(self) -> None:
         self._entries: dict[str, _Entry] = {}
         self._by_type: dict[str, _Entry] = {}
+        # (Content-Type, first non-blank byte) -> parser: the choice is the same for every
+        # answer of one endpoint, so it is made once.
+        self._choices: dict[tuple[str | None, bytes], _Entry] = {}
 
     @classmethod
     def default(cls) -> ParserRegistry:
@@ -77,6 +92,11 @@ class ParserRegistry:
             content_types=("application/json", "text/json", "application/javascript"),
             prefixes=(b"{", b"["),
         )
+        registry._entries["json"] = registry._by_type["application/json"] = replace(
+            registry._entries["json"], text_parser=_parse_json_text
+        )
+        for media_type in registry._entries["json"].content_types:
+            registry._by_type[media_type] = registry._entries["json"]
         registry.register(
             "xml",
             parse_xml,
@@ -114,6 +134,7 @@ class ParserRegistry:
         self._entries[name] = entry
         for media_type in entry.content_types:
             self._by_type[media_type] = entry
+        self._choices.clear()
 
     def parse(
         self,
@@ -136,27 +157,33 @@ class ParserRegistry:
                 refused (DTDs, entities), or not one document of fields.
         """
         try:
-            return self._parse(body, content_type)
+            if len(body) > MAX_BODY_BYTES:
+                raise _Refused(f"body larger than {MAX_BODY_BYTES} bytes")
+            try:
+                text = body.decode("utf-8")
+            except UnicodeDecodeError:
+                raise _Refused("body is not UTF-8") from None
+            start = body[:1]
+            if not start or start in _BLANK:
+                start = body.lstrip(_BLANK)[:1]
+                text = text.lstrip("\ufeff")
+            entry = self._choices.get((content_type, start))
+            if entry is None:
+                entry = self._choose(start, content_type)
+                if len(self._choices) < _CHOICE_CACHE_SIZE:
+                    self._choices[content_type, start] = entry
+            if entry.text_parser is not None:
+                return normalize(entry.text_parser(text))
+            return normalize(entry.parser(body))
         except Exception as exc:  # every parser failure becomes one ParseError
             reason = exc.args[0] if isinstance(exc, _Refused) else _reason(exc)
             excerpt = _excerpt(body, redact)
         raise ParseError(reason, status_code=status_code, excerpt=excerpt)
 
-    def _parse(self, body: bytes, content_type: str | None) -> dict[str, Any]:
-        if len(body) > MAX_BODY_BYTES:
-            raise _Refused(f"body larger than {MAX_BODY_BYTES} bytes")
-        try:
-            body.decode("utf-8")
-        except UnicodeDecodeError:
-            raise _Refused("body is not UTF-8") from None
-        entry = self._choose(body, content_type)
-        return normalize(entry.parser(body))
-
-    def _choose(self, body: bytes, content_type: str | None) -> _Entry:
+    def _choose(self, start: bytes, content_type: str | None) -> _Entry:
         labelled = None
         if content_type:
             labelled = self._by_type.get(content_type.split(";", 1)[0].strip().lower())
-        start = body.lstrip(_BLANK)[:1]
         if labelled is not None and (not labelled.prefixes or start in labelled.prefixes):
             return labelled
         for entry in self._entries.values():
@@ -192,27 +219,38 @@ def normalize(document: Mapping[str, Any]) -> dict[str, Any]:
     Raises:
         ParseError: the document is not a mapping of fields, or ``error`` is not a number.
     """
-    if not isinstance(document, Mapping):
+    if document.__class__ is not dict and not isinstance(document, Mapping):
         raise ParseError("the document is not a mapping")
     if len(document) == 1:
         (inner,) = document.values()
-        if isinstance(inner, Mapping):
+        if inner.__class__ is dict or isinstance(inner, Mapping):
             document = inner
     fields: dict[str, Any] = {}
     for key, value in document.items():
-        fields[str(key).lower()] = _clean(value)
-    if "error" in fields:
-        fields["error"] = _error_code(fields["error"])
+        kind = value.__class__
+        if kind is str:
+            if not value:
+                value = None
+        elif (
+            kind is dict
+            or kind is list
+            or (kind not in _SCALAR_TYPES and isinstance(value, Mapping))
+        ):
+            value = _clean(value)
+        fields[key if key.__class__ is str and key.islower() else str(key).lower()] = value
+    error = fields.get("error", 0)
+    if error.__class__ is not int:
+        fields["error"] = _error_code(error)
     status = fields.get("status")
-    if status is not None:
+    if status is not None and status not in _CANONICAL_STATUSES:
         fields["status"] = str(status).strip().lower() or None
     duration = fields.get("duration")
-    if duration is not None and not isinstance(duration, bool):
+    if duration is not None and duration.__class__ is not float and not isinstance(duration, bool):
         # A non-numeric duration is kept as the service sent it.
         with contextlib.suppress(TypeError, ValueError):
             fields["duration"] = float(duration)
     number = fields.get("transaction_number")
-    if number is not None and not isinstance(number, str):
+    if number is not None and number.__class__ is not str and not isinstance(number, str):
         fields["transaction_number"] = str(number)
     return fields
 
