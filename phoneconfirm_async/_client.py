@@ -131,10 +131,10 @@ class PhoneConfirmClient:
     ) -> None:
         key = _setting(api_key, ENV_API_KEY)
         if not key:
-            raise ConfigurationError(f"no API key: pass api_key= or set {ENV_API_KEY}")
+            raise ConfigurationError(f"no API key: pass api_key= (--api-key) or set {ENV_API_KEY}")
         trusted_domain = _setting(domain, ENV_DOMAIN)
         if not trusted_domain:
-            raise ConfigurationError(f"no domain: pass domain= or set {ENV_DOMAIN}")
+            raise ConfigurationError(f"no domain: pass domain= (--domain) or set {ENV_DOMAIN}")
         self._api_key = key
         self._secret_key = _setting(secret_key, ENV_SECRET_KEY)
         self.domain = trusted_domain
@@ -306,9 +306,12 @@ class PhoneConfirmClient:
         return result
 
     async def verify_code(
-        self, transaction_number: str, code: str, *, retry: RetryPolicy | None = None
+        self, transaction_number: str | None, code: str, *, retry: RetryPolicy | None = None
     ) -> VerifyResult:
         """Check the code the person typed against a placed call. Safe to retry.
+
+        ``transaction_number`` is typically ``placed.transaction_number`` (typed optional
+        because a refused placement has none; None is a ValidationError).
 
         Returns:
             VerifyResult: ``verified`` is True when the code matched; a wrong code is a

@@ -7,8 +7,10 @@ no usable answer came back. Everything above this seam (errors, redaction, retri
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, cast
 
 import httpx
 
@@ -126,11 +128,14 @@ async def _read_capped(response: httpx.Response) -> bytes:
         return await response.aread()
     chunks: list[bytes] = []
     size = 0
-    async for chunk in response.aiter_raw():
-        chunks.append(chunk)
-        size += len(chunk)
-        if size > MAX_BODY_BYTES:
-            break
+    # aiter_bytes is an async generator: close it when we stop early.
+    chunk_stream = cast("AsyncGenerator[bytes, None]", response.aiter_bytes())
+    async with contextlib.aclosing(chunk_stream) as stream:
+        async for chunk in stream:
+            chunks.append(chunk)
+            size += len(chunk)
+            if size > MAX_BODY_BYTES:
+                break
     return b"".join(chunks)[: MAX_BODY_BYTES + 1]
 
 

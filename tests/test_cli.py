@@ -1,0 +1,156 @@
+"""The phoneconfirm command: place, verify, and the emulator server."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import selectors
+import signal
+import subprocess
+import sys
+
+import httpx
+import pytest
+from click.testing import CliRunner
+
+from phoneconfirm_async.cli import main
+from phoneconfirm_async.emulator import Emulator
+from tests.conftest import API_KEY, DOMAIN
+
+ENV_NAMES = (
+    "PHONECONFIRM_API_KEY",
+    "PHONECONFIRM_DOMAIN",
+    "PHONECONFIRM_BASE_URL",
+    "PHONECONFIRM_SECRET_KEY",
+)
+
+
+@pytest.fixture
+def runner(monkeypatch: pytest.MonkeyPatch) -> CliRunner:
+    for name in ENV_NAMES:
+        monkeypatch.delenv(name, raising=False)
+    return CliRunner()
+
+
+def test_place_on_the_builtin_emulator(runner: CliRunner) -> None:
+    """Without credentials, place runs on the built-in emulator and says so on stderr."""
+    result = runner.invoke(main, ["place", "555-555-0123", "--country-code", "1", "--code", "42"])
+    assert result.exit_code == 0
+    assert "built-in emulator" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+    row = json.loads(result.stdout)
+    assert row["outcome"] == "placed"
+    assert row["row"] == 1
+    assert row["status"] == "valid"
+    assert row["error"] is None
+    assert "42" not in json.dumps({k: v for k, v in row.items() if k != "transaction_number"})
+
+
+def test_place_and_verify_against_a_named_service(runner: CliRunner, emulator: Emulator) -> None:
+    """With --api-key/--domain/--base-url, place then verify; exit codes follow outcomes."""
+    creds = ["--api-key", API_KEY, "--domain", DOMAIN, "--base-url", emulator.base_url]
+    placed = runner.invoke(
+        main, ["place", "5555550123", "--country-code", "1", "--code", "4821", *creds]
+    )
+    assert placed.exit_code == 0, placed.output
+    assert "emulator" not in placed.stderr
+    tx = json.loads(placed.stdout)["transaction_number"]
+    wrong = runner.invoke(main, ["verify", tx, "--code", "0000", *creds])
+    assert wrong.exit_code == 1
+    assert json.loads(wrong.stdout)["outcome"] == "not_verified"
+    right = runner.invoke(main, ["verify", tx, "--code", "4821", *creds])
+    assert right.exit_code == 0
+    assert json.loads(right.stdout)["outcome"] == "verified"
+
+
+def test_credentials_from_environment(
+    runner: CliRunner, emulator: Emulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """PHONECONFIRM_* variables stand in for the flags."""
+    monkeypatch.setenv("PHONECONFIRM_API_KEY", API_KEY)
+    monkeypatch.setenv("PHONECONFIRM_DOMAIN", DOMAIN)
+    monkeypatch.setenv("PHONECONFIRM_BASE_URL", emulator.base_url)
+    result = runner.invoke(main, ["place", "5555550123", "--country-code", "1", "--code", "1"])
+    assert result.exit_code == 0
+    assert len(emulator.calls) == 1
+
+
+def test_bad_input_is_a_failed_row(runner: CliRunner) -> None:
+    """A bad phone is reported as a failed row naming the field, exit 1."""
+    result = runner.invoke(main, ["place", "12", "--country-code", "1", "--code", "1"])
+    assert result.exit_code == 1
+    row = json.loads(result.stdout)
+    assert row["outcome"] == "failed"
+    assert row["error"]["type"] == "ValidationError"
+    assert "phone" in row["error"]["message"]
+
+
+def test_missing_domain_is_a_usage_error(runner: CliRunner) -> None:
+    """A key without a domain exits 2 with one line naming the variable, no traceback."""
+    result = runner.invoke(
+        main, ["place", "5555550123", "--country-code", "1", "--code", "1", "--api-key", "k"]
+    )
+    assert result.exit_code == 2
+    assert "PHONECONFIRM_DOMAIN" in result.stderr
+    assert "Traceback" not in result.output
+
+
+def test_secret_flags_never_printed(runner: CliRunner, emulator: Emulator) -> None:
+    """The key and secret key appear nowhere in the output, even on failure."""
+    creds = [
+        "--api-key",
+        "sk-NOTPRINTED-1",
+        "--domain",
+        DOMAIN,
+        "--base-url",
+        emulator.base_url,
+        "--secret-key",
+        "SECRETNOTPRINTED",
+    ]
+    result = runner.invoke(
+        main, ["place", "5555550123", "--country-code", "1", "--code", "Zx9", *creds]
+    )
+    assert result.exit_code == 1  # the emulator does not know that key
+    assert json.loads(result.stdout)["error"]["type"] == "AuthenticationError"
+    for secret in ("sk-NOTPRINTED-1", "SECRETNOTPRINTED", "Zx9"):
+        assert secret not in result.output
+
+
+def test_emulator_command_serves_until_interrupted() -> None:
+    """`phoneconfirm emulator` serves on loopback; Ctrl-C exits 0 with a goodbye."""
+    env = {k: v for k, v in os.environ.items() if k not in ENV_NAMES}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "phoneconfirm_async.cli", "emulator", "--port", "0", "--seed", "1"],
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    try:
+        assert process.stderr is not None
+        with selectors.DefaultSelector() as selector:
+            selector.register(process.stderr, selectors.EVENT_READ)
+            assert selector.select(timeout=30), "the emulator printed nothing"
+        banner = process.stderr.readline()
+        match = re.search(r"http://127\.0\.0\.1:\d+/services", banner)
+        assert match, banner
+        params = {
+            "phone": "5555550123",
+            "country_code": "1",
+            "code": "1",
+            "apikey": "emulator-key",
+            "domain": "example.com",
+        }
+        response = httpx.get(match.group(0) + "/phoneconfirm/placecall/", params=params)
+        assert response.json()["phoneconfirm"]["status"] == "valid"
+        process.send_signal(signal.SIGINT)
+        assert process.wait(timeout=30) == 0
+        goodbye = process.stderr.read()
+        assert "Goodbye" in goodbye
+        assert len(goodbye.strip().splitlines()) == 1
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+        if process.stderr is not None:
+            process.stderr.close()
