@@ -1,0 +1,283 @@
+"""The ``phoneconfirm`` command line (needs the ``cli`` extra: click and rich).
+
+Progress and summaries go to stderr, result rows to stdout, so output can be piped.
+Credentials come from flags or the environment; with neither a key nor a base URL, commands
+run against the built-in emulator on a free loopback port and say so on stderr.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import sys
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import anyio
+import click
+
+from phoneconfirm_async import _client
+from phoneconfirm_async._client import PhoneConfirmClient
+from phoneconfirm_async._errors import ConfigurationError, PhoneConfirmError
+from phoneconfirm_async._models import PlaceCallResult, VerifyResult
+
+T = TypeVar("T")
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+
+
+@dataclass(frozen=True)
+class Credentials:
+    """What the user gave (flags, else environment); None where nothing was given."""
+
+    api_key: str | None
+    domain: str | None
+    base_url: str | None
+    secret_key: str | None
+
+    @property
+    def wants_emulator(self) -> bool:
+        return not self.api_key and not self.base_url
+
+
+def _credential_options(func: Callable[..., Any]) -> Callable[..., Any]:
+    options = [
+        click.option("--secret-key", envvar=_client.ENV_SECRET_KEY, help="Secret key."),
+        click.option("--base-url", envvar=_client.ENV_BASE_URL, help="Service base URL."),
+        click.option("--domain", envvar=_client.ENV_DOMAIN, help="Domain trusted for the key."),
+        click.option("--api-key", envvar=_client.ENV_API_KEY, help="API key."),
+    ]
+    for option in options:
+        func = option(func)
+    return func
+
+
+def _credentials(kwargs: dict[str, Any]) -> Credentials:
+    return Credentials(
+        kwargs.pop("api_key"),
+        kwargs.pop("domain"),
+        kwargs.pop("base_url"),
+        kwargs.pop("secret_key"),
+    )
+
+
+@contextlib.asynccontextmanager
+async def open_client(
+    credentials: Credentials, **options: Any
+) -> AsyncIterator[PhoneConfirmClient]:
+    """A client on the given service, or on a built-in emulator when none was named."""
+    async with contextlib.AsyncExitStack() as stack:
+        if credentials.wants_emulator:
+            from phoneconfirm_async.emulator import DEFAULT_API_KEY, DEFAULT_DOMAIN, run_emulator
+
+            emulator = await stack.enter_async_context(run_emulator())
+            click.echo(
+                f"phoneconfirm: no API key or base URL given: using the built-in emulator at "
+                f"{emulator.base_url}",
+                err=True,
+            )
+            client = PhoneConfirmClient(
+                DEFAULT_API_KEY, DEFAULT_DOMAIN, base_url=emulator.base_url, **options
+            )
+        else:
+            client = PhoneConfirmClient(
+                credentials.api_key,
+                credentials.domain,
+                base_url=credentials.base_url,
+                secret_key=credentials.secret_key,
+                **options,
+            )
+        yield await stack.enter_async_context(client)
+
+
+def error_field(exc: BaseException | None) -> dict[str, str] | None:
+    """The ``error`` field of an output row (our exception texts carry no secrets)."""
+    if exc is None:
+        return None
+    return {"type": type(exc).__name__, "message": str(exc)}
+
+
+def place_row(
+    row: int,
+    phone: str,
+    country_code: str,
+    result: PlaceCallResult | None,
+    error: BaseException | None,
+) -> dict[str, Any]:
+    """One output row for a placement (SPEC section 5)."""
+    if result is not None:
+        outcome = "placed" if result.placed else "invalid"
+    else:
+        outcome = "unknown" if _is_unknown(error) else "failed"
+    return {
+        "row": row,
+        "phone": phone,
+        "country_code": country_code,
+        "outcome": outcome,
+        "status": result.status if result else None,
+        "transaction_number": result.transaction_number if result else None,
+        "message": result.message if result else None,
+        "error": error_field(error),
+    }
+
+
+def verify_row(
+    row: int, transaction_number: str, result: VerifyResult | None, error: BaseException | None
+) -> dict[str, Any]:
+    """One output row for a verification (SPEC section 5)."""
+    if result is not None:
+        outcome = "verified" if result.verified else "not_verified"
+    else:
+        outcome = "failed"
+    return {
+        "row": row,
+        "transaction_number": transaction_number,
+        "outcome": outcome,
+        "status": result.status if result else None,
+        "message": result.message if result else None,
+        "error": error_field(error),
+    }
+
+
+def _is_unknown(error: BaseException | None) -> bool:
+    from phoneconfirm_async._errors import CallOutcomeUnknownError
+
+    return isinstance(error, CallOutcomeUnknownError)
+
+
+def _run(main: Callable[[], Awaitable[T]]) -> T:
+    """Run a coroutine function; configuration errors exit 2 with one line, no traceback."""
+    try:
+        return anyio.run(main)
+    except ConfigurationError as exc:
+        raise click.UsageError(str(exc)) from None
+
+
+@contextlib.contextmanager
+def _interrupt_exits(code: int) -> Iterator[None]:
+    try:
+        yield
+    except KeyboardInterrupt:
+        click.echo("phoneconfirm: interrupted", err=True)
+        sys.exit(code)
+
+
+def _print_row(row: dict[str, Any]) -> None:
+    click.echo(json.dumps(row, ensure_ascii=False))
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="phoneconfirm-async")
+def main() -> None:
+    """Place and verify phone-confirmation calls (XVerify Phone Confirm)."""
+
+
+@main.command()
+@click.argument("phone")
+@click.option("--country-code", required=True, help="1-3 digits, '+' allowed.")
+@click.option("--code", required=True, help="The code to speak: 1-10 letters or digits.")
+@click.option("--format", "response_format", type=click.Choice(["json", "xml"]), default="json")
+@_credential_options
+def place(phone: str, country_code: str, code: str, response_format: str, **kw: Any) -> None:
+    """Place one call; print the result row; exit 0 when the call was placed."""
+    credentials = _credentials(kw)
+
+    async def run() -> dict[str, Any]:
+        async with open_client(credentials, response_format=response_format) as client:
+            try:
+                result = await client.place_call(phone, country_code=country_code, code=code)
+            except PhoneConfirmError as exc:
+                return place_row(1, phone, country_code, None, exc)
+            return place_row(1, phone, country_code, result, None)
+
+    with _interrupt_exits(130):
+        row = _run(run)
+    _print_row(row)
+    sys.exit(EXIT_OK if row["outcome"] == "placed" else EXIT_FAILED)
+
+
+@main.command()
+@click.argument("transaction_number")
+@click.option("--code", required=True, help="The code the person typed.")
+@_credential_options
+def verify(transaction_number: str, code: str, **kw: Any) -> None:
+    """Verify one code; print the result row; exit 0 when the code was verified."""
+    credentials = _credentials(kw)
+
+    async def run() -> dict[str, Any]:
+        async with open_client(credentials) as client:
+            try:
+                result = await client.verify_code(transaction_number, code)
+            except PhoneConfirmError as exc:
+                return verify_row(1, transaction_number, None, exc)
+            return verify_row(1, transaction_number, result, None)
+
+    with _interrupt_exits(130):
+        row = _run(run)
+    _print_row(row)
+    sys.exit(EXIT_OK if row["outcome"] == "verified" else EXIT_FAILED)
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="Interface to bind.")
+@click.option("--port", default=8099, show_default=True, type=click.IntRange(0, 65535))
+@click.option("--api-key", "api_keys", multiple=True, help="Accepted key (repeatable).")
+@click.option("--trusted-domain", "trusted_domains", multiple=True, help="Trusted domain.")
+@click.option("--latency-ms", default=0.0, type=click.FloatRange(min=0), help="Added latency.")
+@click.option("--fault-rate", default=0.0, type=click.FloatRange(0, 1), help="Fault probability.")
+@click.option("--answer-on-attempt", default=1, type=click.IntRange(min=1), show_default=True)
+@click.option("--seed", type=int, default=None, help="Seed for reproducible faults.")
+def emulator(
+    host: str,
+    port: int,
+    api_keys: tuple[str, ...],
+    trusted_domains: tuple[str, ...],
+    latency_ms: float,
+    fault_rate: float,
+    answer_on_attempt: int,
+    seed: int | None,
+) -> None:
+    """Serve the Phone Confirm emulator until interrupted (Ctrl-C)."""
+    from phoneconfirm_async.emulator import Emulator, EmulatorConfig
+
+    fields: dict[str, Any] = {}
+    if api_keys:
+        fields["api_keys"] = api_keys
+    if trusted_domains:
+        fields["trusted_domains"] = trusted_domains
+    config = EmulatorConfig(
+        host=host,
+        port=port,
+        latency=latency_ms / 1000,
+        fault_rate=fault_rate,
+        answer_on_attempt=answer_on_attempt,
+        seed=seed,
+        **fields,
+    )
+    server = Emulator(config)
+    try:
+        server.start()
+    except OSError as exc:
+        raise click.UsageError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
+    keys = "the default key 'emulator-key'" if not api_keys else f"{len(api_keys)} key(s)"
+    domains = ", ".join(config.trusted_domains)
+    click.echo(
+        f"Phone Confirm emulator serving {server.base_url} ({keys}; trusted: {domains}). "
+        "Ctrl-C to stop.",
+        err=True,
+    )
+    try:
+        while not server.wait(timeout=0.5):
+            pass
+    except KeyboardInterrupt:
+        server.stop()
+        click.echo(f"Emulator stopped after {server.request_count} requests. Goodbye.", err=True)
+        sys.exit(EXIT_OK)
+    sys.exit(EXIT_FAILED)  # the server thread ended on its own: something went wrong
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()
