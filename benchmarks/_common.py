@@ -1,0 +1,118 @@
+"""Shared helpers: an out-of-process emulator, interleaved rounds, and reporting.
+
+Every figure is a ratio against a baseline measured in the same process run, rounds of the
+two interleaved so that drift (CPU frequency, other load) hits both alike.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import platform
+import re
+import selectors
+import signal
+import statistics
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+API_KEY = "emulator-key"
+DOMAIN = "example.com"
+
+
+@dataclass
+class Result:
+    """One benchmark line: the figure, its baseline, their ratio and the target."""
+
+    name: str
+    unit: str
+    value: float
+    baseline: float
+    ratio: float
+    target: str
+    met: bool
+    detail: dict[str, Any] = field(default_factory=dict)
+
+    def row(self) -> str:
+        verdict = "met" if self.met else "MISSED"
+        return (
+            f"{self.name:<44} {self.value:>10.1f} {self.unit:<8} baseline {self.baseline:>10.1f}"
+            f"  ratio {self.ratio:>5.2f}  target {self.target:<8} {verdict}"
+        )
+
+
+def parser(description: str) -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=description)
+    p.add_argument("--quick", action="store_true", help="a small, fast version")
+    p.add_argument("--json", metavar="FILE", help="also write the results as JSON")
+    return p
+
+
+def machine() -> dict[str, Any]:
+    return {
+        "cores": os.cpu_count(),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+    }
+
+
+def report(results: list[Result], json_path: str | None) -> None:
+    print(f"# {machine()['cores']} cores, Python {machine()['python']}")
+    for result in results:
+        print(result.row())
+    if json_path:
+        with open(json_path, "w") as out:
+            json.dump(
+                {"machine": machine(), "results": [asdict(r) for r in results]}, out, indent=2
+            )
+
+
+@contextlib.contextmanager
+def emulator_process(*args: str) -> Iterator[str]:
+    """Run ``phoneconfirm emulator`` in its own process; yield its base URL."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "phoneconfirm_async.cli", "emulator", "--port", "0", *args],
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert process.stderr is not None
+        with selectors.DefaultSelector() as selector:
+            selector.register(process.stderr, selectors.EVENT_READ)
+            if not selector.select(timeout=30):
+                raise RuntimeError("the emulator did not start")
+        banner = process.stderr.readline()
+        match = re.search(r"http://127\.0\.0\.1:\d+/services", banner)
+        if not match:
+            raise RuntimeError(f"unexpected emulator banner: {banner!r}")
+        yield match.group(0)
+    finally:
+        process.send_signal(signal.SIGINT)
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        if process.stderr is not None:
+            process.stderr.close()
+
+
+def median_ratio(library: list[float], baseline: list[float]) -> float:
+    """Median of per-round ratios (rounds were interleaved)."""
+    return statistics.median(a / b for a, b in zip(library, baseline, strict=True))
+
+
+def place_params(i: int) -> dict[str, str]:
+    return {
+        "phone": f"555{i % 10_000_000:07d}",
+        "country_code": "1",
+        "code": "4821",
+        "type": "json",
+        "apikey": API_KEY,
+        "domain": DOMAIN,
+    }
