@@ -24,6 +24,9 @@ from phoneconfirm_async._parsers import ParserRegistry as ParserRegistry
 from phoneconfirm_async._parsers import ResponseParser as ResponseParser
 from phoneconfirm_async._retry import RetryEvent as RetryEvent
 from phoneconfirm_async._retry import RetryPolicy as RetryPolicy
+from phoneconfirm_async._scheduler import ConfirmationScheduler as ConfirmationScheduler
+from phoneconfirm_async._scheduler import ConfirmationSession as ConfirmationSession
+from phoneconfirm_async._scheduler import SessionState as SessionState
 from phoneconfirm_async._version import __version__ as __version__
 
 __all__ = [
@@ -31,6 +34,8 @@ __all__ = [
     "AuthenticationError",
     "CallOutcomeUnknownError",
     "ConfigurationError",
+    "ConfirmationScheduler",
+    "ConfirmationSession",
     "DomainNotAuthorizedError",
     "InvalidRequestError",
     "ParseError",
@@ -44,6 +49,7 @@ __all__ = [
     "RetryEvent",
     "RetryPolicy",
     "ServerError",
+    "SessionState",
     "TransportError",
     "ValidationError",
     "VerifyRequest",

@@ -9,7 +9,7 @@ import os
 import time
 from datetime import datetime, timedelta
 from types import TracebackType
-from typing import Any, Final, Literal, Self
+from typing import TYPE_CHECKING, Any, Final, Literal, Self
 
 import anyio
 import httpx
@@ -45,6 +45,9 @@ from phoneconfirm_async._wire import (
     WireResponse,
     owned_httpx_client,
 )
+
+if TYPE_CHECKING:
+    from phoneconfirm_async._scheduler import ConfirmationScheduler
 
 DEFAULT_BASE_URL: Final = "https://www.xverify.com/services"
 ENV_API_KEY: Final = "PHONECONFIRM_API_KEY"
@@ -240,6 +243,19 @@ class PhoneConfirmClient:
         raise RuntimeError(
             "this PhoneConfirmClient is not open: use 'async with PhoneConfirmClient(...) as c'"
         )
+
+    def scheduler(
+        self, *, retry: RetryPolicy | None = None, retain: float = 3600.0
+    ) -> ConfirmationScheduler:
+        """A local redial scheduler on this client (use it with ``async with``).
+
+        See :class:`ConfirmationScheduler`: it places calls at ``call_place_time``, redials
+        every ``redial_interval`` until verified or ``1 + redial_count`` calls were placed,
+        and never sends redial arguments to the service.
+        """
+        from phoneconfirm_async._scheduler import ConfirmationScheduler
+
+        return ConfirmationScheduler(self, retry=retry, retain=retain)
 
     # -- operations -----------------------------------------------------------------------
     async def place_call(

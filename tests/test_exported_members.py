@@ -27,6 +27,9 @@ SPEC_NAMES = {
     "VerifyResult",
     "ParserRegistry",
     "ResponseParser",
+    "ConfirmationScheduler",
+    "ConfirmationSession",
+    "SessionState",
 } | ERRORS
 #: Names we add beyond the SPEC, each for a reason given in the README.
 EXTRA_NAMES = {"RetryEvent"}

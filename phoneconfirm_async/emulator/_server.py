@@ -110,6 +110,10 @@ class Emulator:
         """Block until ``count`` requests have arrived (for tests: no polling, no sleeps)."""
         return self._state.wait_for_requests(count, timeout)
 
+    def wait_for_calls(self, count: int, timeout: float | None = None) -> bool:
+        """Block until ``count`` calls were dialed (for tests: no polling, no sleeps)."""
+        return self._state.wait_for_calls(count, timeout)
+
     def heard_code(self, phone: str) -> str | None:
         """The code the simulated person heard, or None if they picked up no call yet."""
         return self._state.heard_code(phone)

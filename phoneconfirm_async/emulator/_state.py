@@ -84,6 +84,7 @@ class EmulatorState:
             record = CallRecord(phone, country_code, code, tx, time.time(), params)
             self._calls.append(record)
             self._transactions[tx] = _Transaction(code)
+            self._arrived.notify_all()
         return record
 
     def verify(self, transaction_number: str, code: str) -> bool | None:
@@ -116,6 +117,11 @@ class EmulatorState:
         """Block until ``count`` requests have arrived; False if the timeout struck first."""
         with self._arrived:
             return self._arrived.wait_for(lambda: self._requests >= count, timeout)
+
+    def wait_for_calls(self, count: int, timeout: float | None) -> bool:
+        """Block until ``count`` calls were dialed; False if the timeout struck first."""
+        with self._arrived:
+            return self._arrived.wait_for(lambda: len(self._calls) >= count, timeout)
 
     def heard_code(self, phone: str) -> str | None:
         """The code the simulated person heard on the latest call they picked up, if any."""
