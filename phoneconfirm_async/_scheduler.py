@@ -81,6 +81,7 @@ class ConfirmationSession:
     """
 
     __slots__ = (
+        "_called",
         "_done",
         "_generation",
         "_in_flight",
@@ -117,6 +118,7 @@ class ConfirmationSession:
         self._generation = 0
         self._in_flight: anyio.CancelScope | None = None
         self._done: anyio.Event | None = None
+        self._called: anyio.Event | None = None
 
     def __repr__(self) -> str:
         return (
@@ -162,6 +164,25 @@ class ConfirmationSession:
         else:
             await anyio.lowlevel.checkpoint()
         return self.state
+
+    async def wait_called(self) -> bool:
+        """Wait until the first call was placed (its answer, or an unknown outcome, is in).
+
+        Returns False if the session ended before any call (cancelled or failed). Useful to
+        tell a user "your phone is ringing" before asking for the code.
+        """
+        if self.calls_made == 0 and not self.state.is_final:
+            if self._called is None:
+                self._called = anyio.Event()
+            await self._called.wait()
+        else:
+            await anyio.lowlevel.checkpoint()
+        return self.calls_made > 0
+
+    def _notify_called(self) -> None:
+        if self._called is not None:
+            self._called.set()
+            self._called = None
 
     def _latest_transaction(self) -> str:
         for attempt in reversed(self.attempts):
@@ -345,6 +366,7 @@ class ConfirmationScheduler:
         session.calls_made += 1
         if result is not None:
             session.attempts += (result,)
+        session._notify_called()
         if generation != session._generation:
             return  # verified meanwhile: nothing more to schedule
         if logger.isEnabledFor(logging.DEBUG):
@@ -368,6 +390,7 @@ class ConfirmationScheduler:
         if session._done is not None:
             session._done.set()
             session._done = None
+        session._notify_called()
         if self._open:
             self._push(anyio.current_time() + self.retain, _Timer.FORGET, session)
         else:

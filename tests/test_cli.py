@@ -154,3 +154,87 @@ def test_emulator_command_serves_until_interrupted() -> None:
             process.wait()
         if process.stderr is not None:
             process.stderr.close()
+
+
+def _confirm(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if k not in ENV_NAMES}
+    return subprocess.run(
+        [sys.executable, "-m", "phoneconfirm_async.cli", "confirm", *args],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+        check=False,
+    )
+
+
+def test_confirm_prompts_until_the_code_matches() -> None:
+    """A wrong code is refused with a hint; the right one verifies: exit 0."""
+    done = _confirm(
+        "555-555-0123",
+        "--country-code",
+        "1",
+        "--code",
+        "4821",
+        "--redial-count",
+        "2",
+        stdin="0000\n4821\n",
+    )
+    assert done.returncode == 0, done.stderr
+    row = json.loads(done.stdout)
+    assert (row["outcome"], row["calls"]) == ("verified", 1)
+    assert "does not match" in done.stderr
+    assert "4821" not in done.stderr
+    assert "4821" not in done.stdout
+
+
+def test_confirm_gives_up_at_end_of_input() -> None:
+    """Ctrl-D (end of input) cancels the session: exit 1."""
+    done = _confirm("5555550123", "--country-code", "1", "--code", "1", stdin="")
+    assert done.returncode == 1
+    assert json.loads(done.stdout)["outcome"] == "cancelled"
+
+
+def test_confirm_bad_at_is_a_usage_error() -> None:
+    """--at without a zone exits 2 with one line."""
+    done = _confirm("5555550123", "--country-code", "1", "--at", "2026-12-01T09:00")
+    assert done.returncode == 2
+    assert "zone" in done.stderr
+
+
+def test_confirm_ctrl_c_exits_130() -> None:
+    """Ctrl-C while waiting for the code cancels and exits 130 at once."""
+    env = {k: v for k, v in os.environ.items() if k not in ENV_NAMES}
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "phoneconfirm_async.cli",
+            "confirm",
+            "5555550123",
+            "--country-code",
+            "1",
+            "--code",
+            "1",
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    try:
+        assert process.stderr is not None
+        for _ in range(2):  # the emulator line, then the prompt
+            line = process.stderr.readline()
+        assert "Type the code" in line
+        process.send_signal(signal.SIGINT)
+        assert process.wait(timeout=30) == 130
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+        for stream in (process.stdin, process.stdout, process.stderr):
+            if stream is not None:
+                stream.close()

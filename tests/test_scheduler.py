@@ -414,3 +414,17 @@ async def test_verify_while_a_redial_is_in_flight(service: FakeService) -> None:
         assert slow.call_times(start) == [0.0, 70.0]
         assert session.calls_made == 2
         assert len(session.attempts) == 2
+
+
+async def test_wait_called(scheduler: ConfirmationScheduler, service: FakeService) -> None:
+    """wait_called returns once the first call is in, or False if it never happens."""
+    start = anyio.current_time()
+    session = await scheduler.schedule(
+        "5555550123", country_code="1", code="4821", call_place_time=30
+    )
+    assert await session.wait_called() is True
+    assert anyio.current_time() - start == pytest.approx(30)
+    never = await scheduler.schedule("5555550124", country_code="1", code="1", call_place_time=60)
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(never.cancel)
+        assert await never.wait_called() is False

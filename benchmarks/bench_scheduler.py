@@ -1,0 +1,140 @@
+"""Scheduler memory and wake-up lateness (SPEC section 7).
+
+    python -m benchmarks.bench_scheduler [--quick] [--json FILE]
+
+- Memory: extra RSS of N pending sessions (first call an hour away) beside N bare tasks
+  sleeping for an hour, each measured in a fresh process (target: <= 60 MB for 100,000).
+- Lateness: M sessions due at random times within one second; the lateness of each
+  wake-up is when the scheduler starts the call attempt minus its due time (p50/p99,
+  target p99 <= 20 ms). The attempt is stubbed out, so the figure is the timer's own, not
+  the HTTP round trip's.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import random
+import resource
+import statistics
+
+import anyio
+import anyio.lowlevel
+
+from benchmarks._common import Result, parser, report
+from phoneconfirm_async import ConfirmationScheduler, PhoneConfirmClient
+from phoneconfirm_async._scheduler import ConfirmationSession
+
+MEMORY_TARGET_MB = 60.0
+LATENESS_TARGET_MS = 20.0
+
+
+def _rss_mb() -> float:
+    with open("/proc/self/statm") as statm:
+        pages = int(statm.read().split()[1])
+    return pages * resource.getpagesize() / 1e6
+
+
+def _client() -> PhoneConfirmClient:
+    # No request is ever sent: every first call is an hour away.
+    return PhoneConfirmClient("key", "example.com", base_url="http://127.0.0.1:9/services")
+
+
+async def _sessions_rss(count: int) -> float:
+    async with _client() as client, client.scheduler() as scheduler:
+        before = _rss_mb()
+        for i in range(count):
+            await scheduler.schedule(
+                f"555{i:07d}", country_code="1", code="4821", call_place_time=3600
+            )
+        after = _rss_mb()
+        assert len(scheduler) == count
+        scheduler._task_group.cancel_scope.cancel()  # type: ignore[union-attr]
+    return after - before
+
+
+async def _tasks_rss(count: int) -> float:
+    async with anyio.create_task_group() as tg:
+        before = _rss_mb()
+        for _ in range(count):
+            tg.start_soon(anyio.sleep, 3600)
+        await anyio.lowlevel.checkpoint()
+        after = _rss_mb()
+        tg.cancel_scope.cancel()
+    return after - before
+
+
+def _in_fresh_process(kind: str, count: int) -> float:
+    with multiprocessing.get_context("spawn").Pool(1) as pool:
+        return float(pool.apply(_measure, (kind, count)))
+
+
+def _measure(kind: str, count: int) -> float:
+    return anyio.run(_sessions_rss if kind == "sessions" else _tasks_rss, count)
+
+
+class _LatenessScheduler(ConfirmationScheduler):
+    """Records when each attempt would start, instead of placing the call."""
+
+    lateness: list[float]
+    expected: int
+    all_fired: anyio.Event
+
+    async def _attempt(self, session: ConfirmationSession, due: float) -> None:
+        self.lateness.append(anyio.current_time() - due)
+        if len(self.lateness) == self.expected:
+            self.all_fired.set()
+
+
+async def _lateness(count: int) -> list[float]:
+    rng = random.Random(1)
+    async with _client() as client, _LatenessScheduler(client) as scheduler:
+        scheduler.lateness = []
+        scheduler.expected = count
+        scheduler.all_fired = anyio.Event()
+        for i in range(count):
+            await scheduler.schedule(
+                f"555{i:07d}", country_code="1", code="1", call_place_time=1 + rng.random()
+            )
+        with anyio.fail_after(30):
+            await scheduler.all_fired.wait()
+    return scheduler.lateness
+
+
+def run(quick: bool) -> list[Result]:
+    sessions, due = (20_000, 2_000) if quick else (100_000, 10_000)
+    session_mb = _in_fresh_process("sessions", sessions)
+    task_mb = _in_fresh_process("tasks", sessions)
+    scale = 100_000 / sessions
+    memory = Result(
+        name=f"RSS of {sessions:,} pending sessions",
+        unit="MB",
+        value=session_mb,
+        baseline=task_mb,
+        ratio=session_mb / task_mb,
+        target=f"<= {MEMORY_TARGET_MB * sessions / 100_000:.0f} MB",
+        met=session_mb * scale <= MEMORY_TARGET_MB,
+        detail={"sessions": sessions, "baseline": "bare tasks sleeping an hour"},
+    )
+    late = sorted(anyio.run(_lateness, due))
+    p50 = statistics.median(late) * 1000
+    p99 = late[int(len(late) * 0.99) - 1] * 1000
+    lateness = Result(
+        name=f"wake-up lateness p99, {due:,} due in 1 s",
+        unit="ms",
+        value=p99,
+        baseline=p50,
+        ratio=p99 / p50 if p50 else float("inf"),
+        target=f"<= {LATENESS_TARGET_MS:.0f} ms",
+        met=p99 <= LATENESS_TARGET_MS,
+        detail={"p50_ms": p50, "max_ms": late[-1] * 1000, "baseline": "p50 of the same run"},
+    )
+    return [memory, lateness]
+
+
+def main() -> None:
+    args = parser(__doc__ or "").parse_args()
+    report(run(args.quick), args.json)
+
+
+if __name__ == "__main__":
+    main()
