@@ -3,6 +3,7 @@
 The public names live here; the modules behind them are private.
 """
 
+from phoneconfirm_async._batch import BatchItem as BatchItem
 from phoneconfirm_async._client import PhoneConfirmClient as PhoneConfirmClient
 from phoneconfirm_async._errors import ApiError as ApiError
 from phoneconfirm_async._errors import AuthenticationError as AuthenticationError
@@ -32,6 +33,7 @@ from phoneconfirm_async._version import __version__ as __version__
 __all__ = [
     "ApiError",
     "AuthenticationError",
+    "BatchItem",
     "CallOutcomeUnknownError",
     "ConfigurationError",
     "ConfirmationScheduler",

@@ -7,12 +7,14 @@ import logging
 import math
 import os
 import time
+from collections.abc import AsyncIterable, Iterable
 from datetime import datetime, timedelta
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Final, Literal, Self
 
 import anyio
 import httpx
+from anyio.abc import TaskGroup
 
 from phoneconfirm_async import _validation
 from phoneconfirm_async._errors import (
@@ -27,7 +29,12 @@ from phoneconfirm_async._errors import (
     api_error_for,
 )
 from phoneconfirm_async._limits import RateLimiter
-from phoneconfirm_async._models import PlaceCallResult, VerifyResult
+from phoneconfirm_async._models import (
+    PlaceCallRequest,
+    PlaceCallResult,
+    VerifyRequest,
+    VerifyResult,
+)
 from phoneconfirm_async._parsers import ParserRegistry
 from phoneconfirm_async._redact import install_log_filters, mask_phone, redact_text
 from phoneconfirm_async._retry import (
@@ -47,6 +54,7 @@ from phoneconfirm_async._wire import (
 )
 
 if TYPE_CHECKING:
+    from phoneconfirm_async._batch import BatchIterator, PlaceRow, VerifyRow
     from phoneconfirm_async._scheduler import ConfirmationScheduler
 
 DEFAULT_BASE_URL: Final = "https://www.xverify.com/services"
@@ -174,6 +182,7 @@ class PhoneConfirmClient:
         self._verifycode_url = f"{self.base_url}/phoneconfirm/verifycode/"
         self._state = _State.UNOPENED
         self._wire: Wire | None = None
+        self._background: TaskGroup | None = None
         self._slots = anyio.Semaphore(max_concurrency)
         install_log_filters()
 
@@ -196,6 +205,9 @@ class PhoneConfirmClient:
         if self._state is not _State.UNOPENED:
             raise RuntimeError("a PhoneConfirmClient can be opened only once; create a new one")
         self._wire = self._open_wire()
+        background = anyio.create_task_group()
+        await background.__aenter__()
+        self._background = background
         self._state = _State.OPEN
         return self
 
@@ -205,7 +217,15 @@ class PhoneConfirmClient:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        await self.aclose()
+        try:
+            if self._background is not None:
+                self._background.cancel_scope.cancel()
+                # Exit without the block's exception: a task group would wrap it in an
+                # ExceptionGroup. Batches still running are cancelled; the block's own
+                # exception goes on unchanged.
+                await self._background.__aexit__(None, None, None)
+        finally:
+            await self.aclose()
 
     async def aclose(self) -> None:
         """Close the connections this client owns (a borrowed ``http_client`` stays open)."""
@@ -256,6 +276,63 @@ class PhoneConfirmClient:
         from phoneconfirm_async._scheduler import ConfirmationScheduler
 
         return ConfirmationScheduler(self, retry=retry, retain=retain)
+
+    def place_many(
+        self,
+        rows: Iterable[PlaceRow] | AsyncIterable[PlaceRow],
+        *,
+        concurrency: int | None = None,
+        journal: str | os.PathLike[str] | None = None,
+        resend_unknown: bool = False,
+    ) -> BatchIterator[PlaceCallRequest, PlaceCallResult]:
+        """Place a call for every row; yield one :class:`BatchItem` per row as it completes.
+
+        Args:
+            rows: a sync or async iterable of :class:`PlaceCallRequest` or mappings with
+                ``phone``, ``country_code`` and ``code``; read lazily (flat memory).
+            concurrency: rows in flight at once (default: the client's ``max_concurrency``).
+            journal: a SQLite file recording each row; the same input with the same journal
+                resumes a killed run without phoning anybody twice.
+            resend_unknown: send again the rows whose placement may have gone out in an
+                earlier run (off by default: they are reported with
+                ``CallOutcomeUnknownError``).
+
+        A failing row never stops the batch: its item carries the error. An error of the
+        input itself (the iterable raised) or of the journal is raised by the loop.
+        """
+        return self._batch("place", rows, concurrency, journal, resend_unknown)
+
+    def verify_many(
+        self,
+        pairs: Iterable[VerifyRow] | AsyncIterable[VerifyRow],
+        *,
+        concurrency: int | None = None,
+        journal: str | os.PathLike[str] | None = None,
+    ) -> BatchIterator[VerifyRequest, VerifyResult]:
+        """Verify a code for every pair; yield one :class:`BatchItem` per pair.
+
+        ``pairs`` holds :class:`VerifyRequest` or mappings with ``transaction_number`` and
+        ``code``. Otherwise as :meth:`place_many`; verifications are safe to repeat, so a
+        resumed run sends again whatever did not finish.
+        """
+        return self._batch("verify", pairs, concurrency, journal, False)
+
+    def _batch(
+        self,
+        kind: Literal["place", "verify"],
+        rows: Iterable[Any] | AsyncIterable[Any],
+        concurrency: int | None,
+        journal: str | os.PathLike[str] | None,
+        resend_unknown: bool,
+    ) -> BatchIterator[Any, Any]:
+        from phoneconfirm_async._batch import run_batch
+
+        self._require_open()
+        assert self._background is not None
+        if concurrency is not None and (not isinstance(concurrency, int) or concurrency < 1):
+            raise ConfigurationError("concurrency must be a whole number >= 1")
+        size = concurrency or self.max_concurrency
+        return run_batch(kind, self, self._background, rows, size, journal, resend_unknown)
 
     # -- operations -----------------------------------------------------------------------
     async def place_call(
@@ -448,7 +525,7 @@ class _Request:
                 return fields
         error: PhoneConfirmError
         if status >= 500:
-            error = ServerError(f"HTTP {status} without an error body", status_code=status)
+            error = ServerError("server trouble, no error body", status_code=status)
         elif not 200 <= status < 300:
             error = ApiError(f"unexpected HTTP {status} answer", code=None, status_code=status)
             raise error  # not the service speaking (a wrong base_url?): nothing to retry

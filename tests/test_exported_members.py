@@ -29,6 +29,7 @@ SPEC_NAMES = {
     "ResponseParser",
     "ConfirmationScheduler",
     "ConfirmationSession",
+    "BatchItem",
     "SessionState",
 } | ERRORS
 #: Names we add beyond the SPEC, each for a reason given in the README.

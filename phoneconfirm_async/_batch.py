@@ -1,0 +1,334 @@
+"""The batch engine behind ``client.place_many`` and ``client.verify_many``.
+
+Rows are pulled from the input only when a slot is free, so memory stays flat for any input
+length; items come out in completion order, exactly one per input row. With a journal, rows
+finished by an earlier run are replayed from it without a request, and a placement that may
+have gone out (marked ``sending`` by a run that was killed, or ``unknown``) is reported,
+never re-sent, unless the caller asks.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterable, AsyncIterator, Iterable, Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
+
+import anyio
+import anyio.lowlevel
+from anyio.abc import TaskGroup
+from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
+
+from phoneconfirm_async._errors import (
+    CallOutcomeUnknownError,
+    ConfigurationError,
+    PhoneConfirmError,
+    TransportError,
+    ValidationError,
+)
+from phoneconfirm_async._journal import Journal, Kind, Record
+from phoneconfirm_async._models import (
+    PlaceCallRequest,
+    PlaceCallResult,
+    VerifyRequest,
+    VerifyResult,
+)
+
+if TYPE_CHECKING:
+    import os
+
+    from phoneconfirm_async._client import PhoneConfirmClient
+
+RequestT = TypeVar("RequestT", PlaceCallRequest, VerifyRequest)
+ResultT = TypeVar("ResultT", PlaceCallResult, VerifyResult)
+
+PlaceRow = PlaceCallRequest | Mapping[str, Any]
+VerifyRow = VerifyRequest | Mapping[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class BatchItem(Generic[RequestT, ResultT]):
+    """The outcome of one input row.
+
+    ``index`` is the row's 0-based position in the input; exactly one of ``result`` and
+    ``error`` is set. ``request`` is None when the row itself was invalid (``error`` is then
+    a ValidationError). ``from_journal`` is True when the item was replayed from the journal
+    of an earlier run instead of being sent now.
+    """
+
+    index: int
+    request: RequestT | None
+    result: ResultT | None
+    error: PhoneConfirmError | None
+    from_journal: bool = False
+
+    @property
+    def ok(self) -> bool:
+        """True when the row got an answer from the service (a result, not an error)."""
+        return self.error is None
+
+
+async def _rows_of(rows: Iterable[Any] | AsyncIterable[Any]) -> AsyncIterator[Any]:
+    if isinstance(rows, AsyncIterable):
+        async for row in rows:
+            yield row
+    else:
+        for row in rows:
+            yield row
+
+
+class _Batch(Generic[RequestT, ResultT]):
+    """One run of a batch: reads rows, sends requests, journals, emits items."""
+
+    def __init__(
+        self,
+        kind: Kind,
+        client: PhoneConfirmClient,
+        rows: Iterable[Any] | AsyncIterable[Any],
+        concurrency: int,
+        journal_path: str | os.PathLike[str] | None,
+        resend_unknown: bool,
+    ) -> None:
+        self.kind = kind
+        self.client = client
+        self.rows = rows
+        self.concurrency = concurrency
+        self.journal_path = journal_path
+        self.resend_unknown = resend_unknown
+        self.journal: Journal | None = None
+        self.error: BaseException | None = None
+
+    # -- per kind ---------------------------------------------------------------------------
+    def _request(self, row: Any) -> RequestT:
+        cls: Any = PlaceCallRequest if self.kind == "place" else VerifyRequest
+        if not isinstance(row, cls | Mapping):
+            fields = (
+                "phone, country_code, code"
+                if self.kind == "place"
+                else ("transaction_number, code")
+            )
+            raise ValidationError("row", f"must be a {cls.__name__} or a mapping with {fields}")
+        request: RequestT = cls.from_row(row)
+        return request
+
+    def _fields(self, request: RequestT) -> tuple[str, ...]:
+        if isinstance(request, PlaceCallRequest):
+            return (request.phone, request.country_code, request.code)
+        return (request.transaction_number, request.code)
+
+    async def _send(self, request: RequestT) -> ResultT:
+        result: Any
+        if isinstance(request, PlaceCallRequest):
+            result = await self.client.place_call(
+                request.phone, country_code=request.country_code, code=request.code
+            )
+        else:
+            result = await self.client.verify_code(request.transaction_number, request.code)
+        return result  # type: ignore[no-any-return]
+
+    def _result(self, raw: Mapping[str, Any]) -> ResultT:
+        cls: Any = PlaceCallResult if self.kind == "place" else VerifyResult
+        return cls.from_fields(dict(raw))  # type: ignore[no-any-return]
+
+    # -- the run ----------------------------------------------------------------------------
+    async def run(self, send: MemoryObjectSendStream[BatchItem[RequestT, ResultT]]) -> None:
+        """Produce every item into ``send``; keep a failure for the consumer to raise."""
+        try:
+            async with send:
+                if self.journal_path is not None:
+                    self.journal = await Journal.open(
+                        self.journal_path, self.kind, self.client._api_key
+                    )
+                try:
+                    async with anyio.create_task_group() as tg:
+                        try:
+                            await self._produce(tg, send)
+                        except Exception as exc:  # the input failed: finish the rows in
+                            self.error = exc  # flight, then the consumer raises it
+                finally:
+                    if self.journal is not None:
+                        await self.journal.aclose()
+        except anyio.BrokenResourceError:
+            pass  # the consumer stopped listening: nothing left to do
+        except Exception as exc:  # the input or the journal failed: the consumer raises it
+            self.error = exc
+
+    async def _produce(
+        self, tg: TaskGroup, send: MemoryObjectSendStream[BatchItem[RequestT, ResultT]]
+    ) -> None:
+        slots = anyio.Semaphore(self.concurrency)
+        index = 0
+        source: Any = _rows_of(self.rows)
+        async with contextlib.aclosing(source):
+            async for row in source:
+                index = await self._take(tg, send, slots, row, index)
+
+    async def _take(
+        self,
+        tg: TaskGroup,
+        send: MemoryObjectSendStream[BatchItem[RequestT, ResultT]],
+        slots: anyio.Semaphore,
+        row: Any,
+        index: int,
+    ) -> int:
+        """Start work on one input row; return the next row's index."""
+        await slots.acquire()  # read the next row only when it can be worked on
+        try:
+            request = self._request(row)
+        except ValidationError as exc:
+            await self._emit(send, slots, BatchItem(index, None, None, exc))
+        else:
+            record = await self.journal.lookup(index) if self.journal else None
+            tg.start_soon(self._row, send, slots, index, request, record)
+        return index + 1
+
+    async def _emit(
+        self,
+        send: MemoryObjectSendStream[BatchItem[RequestT, ResultT]],
+        slots: anyio.Semaphore,
+        item: BatchItem[RequestT, ResultT],
+    ) -> None:
+        try:
+            await send.send(item)
+        finally:
+            slots.release()
+
+    async def _row(
+        self,
+        send: MemoryObjectSendStream[BatchItem[RequestT, ResultT]],
+        slots: anyio.Semaphore,
+        index: int,
+        request: RequestT,
+        record: Record | None,
+    ) -> None:
+        await self._emit(send, slots, await self._process(index, request, record))
+
+    async def _process(
+        self, index: int, request: RequestT, record: Record | None
+    ) -> BatchItem[RequestT, ResultT]:
+        journal = self.journal
+        fingerprint = journal.fingerprint(*self._fields(request)) if journal else ""
+        if record is not None:
+            replayed = self._replay(index, request, record, fingerprint)
+            if replayed is not None:
+                return replayed
+        if journal is not None:
+            await journal.mark_sending(index, fingerprint)
+        try:
+            result = await self._send(request)
+        except CallOutcomeUnknownError as exc:
+            if journal is not None:
+                await journal.mark(index, fingerprint, "unknown", _error_payload(exc.cause))
+            return BatchItem(index, request, None, exc)
+        except PhoneConfirmError as exc:
+            if journal is not None:
+                await journal.mark(index, fingerprint, "failed", _error_payload(exc))
+            return BatchItem(index, request, None, exc)
+        if journal is not None:
+            await journal.mark(index, fingerprint, "done", {"raw": result.raw})
+        return BatchItem(index, request, result, None)
+
+    def _replay(
+        self, index: int, request: RequestT, record: Record, fingerprint: str
+    ) -> BatchItem[RequestT, ResultT] | None:
+        """The item for a row an earlier run handled, or None if it is to be sent now."""
+        if record.fingerprint != fingerprint:
+            error = ConfigurationError(
+                f"row {index + 1} differs from the journal's (another input file, or another "
+                "API key): not sent"
+            )
+            return BatchItem(index, request, None, error, from_journal=True)
+        if record.state == "done" and record.payload is not None:
+            return BatchItem(
+                index, request, self._result(record.payload["raw"]), None, from_journal=True
+            )
+        may_have_gone_out = record.state in ("sending", "unknown") and self.kind == "place"
+        if may_have_gone_out and not self.resend_unknown:
+            cause = TransportError(_describe(record), sent=True, kind="interrupted")
+            return BatchItem(
+                index, request, None, CallOutcomeUnknownError(cause), from_journal=True
+            )
+        return None  # failed rows (nothing was phoned) and verifications are sent again
+
+
+def _error_payload(error: PhoneConfirmError) -> dict[str, str]:
+    return {"type": type(error).__name__, "message": str(error)}
+
+
+def _describe(record: Record) -> str:
+    if record.state == "sending":
+        return "an earlier run sent this placement and ended before its answer was recorded"
+    payload = record.payload or {}
+    return f"an earlier run lost the answer: {payload.get('type')}: {payload.get('message')}"
+
+
+class BatchIterator(Generic[RequestT, ResultT]):
+    """The items of a running batch, as they complete (``async for item in ...``).
+
+    The batch runs in the client's task group; this object only reads a channel, so
+    leaving the loop early is safe: dropping the iterator (or ``await aclose()``, or
+    ``async with``) cancels the batch, in-flight rows included. An error of the input or of
+    the journal is raised by the loop after the items that were done.
+    """
+
+    def __init__(self, batch: _Batch[RequestT, ResultT], tg: TaskGroup) -> None:
+        self._batch: _Batch[RequestT, ResultT] = batch
+        send: MemoryObjectSendStream[BatchItem[RequestT, ResultT]]
+        receive: MemoryObjectReceiveStream[BatchItem[RequestT, ResultT]]
+        send, receive = anyio.create_memory_object_stream(batch.concurrency)
+        self._send: MemoryObjectSendStream[BatchItem[RequestT, ResultT]] = send
+        self._receive: MemoryObjectReceiveStream[BatchItem[RequestT, ResultT]] = receive
+        self._scope = anyio.CancelScope()
+        tg.start_soon(self._run)
+
+    async def _run(self) -> None:
+        with self._scope:
+            await self._batch.run(self._send)
+
+    def __aiter__(self) -> BatchIterator[RequestT, ResultT]:
+        return self
+
+    async def __anext__(self) -> BatchItem[RequestT, ResultT]:
+        try:
+            item: BatchItem[RequestT, ResultT] = await self._receive.receive()
+        except (anyio.EndOfStream, anyio.ClosedResourceError):
+            self._receive.close()
+            error, self._batch.error = self._batch.error, None
+            if error is not None:
+                raise error from None
+            raise StopAsyncIteration from None
+        return item
+
+    async def aclose(self) -> None:
+        """Stop the batch (rows in flight are cancelled)."""
+        self._scope.cancel()
+        self._receive.close()
+        await anyio.lowlevel.checkpoint()
+
+    async def __aenter__(self) -> BatchIterator[RequestT, ResultT]:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+    def __del__(self) -> None:
+        # The consumer dropped the iterator (a break in ``async for``): stop the batch. This
+        # may run after the event loop is gone, when there is nothing left to stop.
+        with contextlib.suppress(Exception):
+            self._receive.close()
+        with contextlib.suppress(Exception):
+            self._scope.cancel()
+
+
+def run_batch(
+    kind: Kind,
+    client: PhoneConfirmClient,
+    tg: TaskGroup,
+    rows: Iterable[Any] | AsyncIterable[Any],
+    concurrency: int,
+    journal: str | os.PathLike[str] | None,
+    resend_unknown: bool,
+) -> BatchIterator[Any, Any]:
+    """Start a batch in the client's task group; return the iterator of its items."""
+    batch: _Batch[Any, Any] = _Batch(kind, client, rows, concurrency, journal, resend_unknown)
+    return BatchIterator(batch, tg)
