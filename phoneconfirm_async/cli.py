@@ -15,6 +15,7 @@ import threading
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
 from typing import Any, TypeVar
 
 import anyio
@@ -24,9 +25,21 @@ import click
 from anyio.streams.memory import MemoryObjectReceiveStream
 
 from phoneconfirm_async import _client
+from phoneconfirm_async._cli_io import (
+    PLACE_COLUMNS,
+    PLACE_OUTPUT,
+    VERIFY_COLUMNS,
+    VERIFY_OUTPUT,
+    Progress,
+    RowWriter,
+    count_rows,
+    error_field,
+    open_rows,
+    place_row,
+    verify_row,
+)
 from phoneconfirm_async._client import PhoneConfirmClient
 from phoneconfirm_async._errors import ConfigurationError, PhoneConfirmError
-from phoneconfirm_async._models import PlaceCallResult, VerifyResult
 from phoneconfirm_async._redact import mask_phone
 from phoneconfirm_async._scheduler import ConfirmationSession, SessionState
 
@@ -101,61 +114,6 @@ async def open_client(
         yield await stack.enter_async_context(client)
 
 
-def error_field(exc: BaseException | None) -> dict[str, str] | None:
-    """The ``error`` field of an output row (our exception texts carry no secrets)."""
-    if exc is None:
-        return None
-    return {"type": type(exc).__name__, "message": str(exc)}
-
-
-def place_row(
-    row: int,
-    phone: str,
-    country_code: str,
-    result: PlaceCallResult | None,
-    error: BaseException | None,
-) -> dict[str, Any]:
-    """One output row for a placement (SPEC section 5)."""
-    if result is not None:
-        outcome = "placed" if result.placed else "invalid"
-    else:
-        outcome = "unknown" if _is_unknown(error) else "failed"
-    return {
-        "row": row,
-        "phone": phone,
-        "country_code": country_code,
-        "outcome": outcome,
-        "status": result.status if result else None,
-        "transaction_number": result.transaction_number if result else None,
-        "message": result.message if result else None,
-        "error": error_field(error),
-    }
-
-
-def verify_row(
-    row: int, transaction_number: str, result: VerifyResult | None, error: BaseException | None
-) -> dict[str, Any]:
-    """One output row for a verification (SPEC section 5)."""
-    if result is not None:
-        outcome = "verified" if result.verified else "not_verified"
-    else:
-        outcome = "failed"
-    return {
-        "row": row,
-        "transaction_number": transaction_number,
-        "outcome": outcome,
-        "status": result.status if result else None,
-        "message": result.message if result else None,
-        "error": error_field(error),
-    }
-
-
-def _is_unknown(error: BaseException | None) -> bool:
-    from phoneconfirm_async._errors import CallOutcomeUnknownError
-
-    return isinstance(error, CallOutcomeUnknownError)
-
-
 def _run(main: Callable[[], Awaitable[T]]) -> T:
     """Run a coroutine function; configuration errors exit 2 with one line, no traceback."""
     try:
@@ -195,11 +153,12 @@ def place(phone: str, country_code: str, code: str, response_format: str, **kw: 
 
     async def run() -> dict[str, Any]:
         async with open_client(credentials, response_format=response_format) as client:
+            fields = {"phone": phone, "country_code": country_code}
             try:
                 result = await client.place_call(phone, country_code=country_code, code=code)
             except PhoneConfirmError as exc:
-                return place_row(1, phone, country_code, None, exc)
-            return place_row(1, phone, country_code, result, None)
+                return place_row(1, fields, error=exc)
+            return place_row(1, fields, result=result)
 
     with _interrupt_exits(130):
         row = _run(run)
@@ -217,11 +176,12 @@ def verify(transaction_number: str, code: str, **kw: Any) -> None:
 
     async def run() -> dict[str, Any]:
         async with open_client(credentials) as client:
+            fields = {"transaction_number": transaction_number}
             try:
                 result = await client.verify_code(transaction_number, code)
             except PhoneConfirmError as exc:
-                return verify_row(1, transaction_number, None, exc)
-            return verify_row(1, transaction_number, result, None)
+                return verify_row(1, fields, error=exc)
+            return verify_row(1, fields, result=result)
 
     with _interrupt_exits(130):
         row = _run(run)
@@ -375,6 +335,97 @@ async def _prompt_until_done(session: ConfirmationSession) -> None:
         tg.cancel_scope.cancel()
 
 
+@main.group()
+def batch() -> None:
+    """Place or verify calls for every row of a CSV (or JSON Lines) file."""
+
+
+def _batch_options(func: Callable[..., Any]) -> Callable[..., Any]:
+    options = [
+        click.option(
+            "--resend-unknown", is_flag=True, help="Re-send placements of unknown outcome."
+        ),
+        click.option(
+            "--journal", type=click.Path(dir_okay=False, path_type=Path), help="Resume file."
+        ),
+        click.option("--rate", type=click.FloatRange(min=0, min_open=True), help="Requests/s."),
+        click.option("--concurrency", default=50, show_default=True, type=click.IntRange(min=1)),
+        click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path)),
+        click.argument("input_path", metavar="INPUT", type=click.Path(path_type=Path)),
+    ]
+    for option in options:
+        func = option(func)
+    return _credential_options(func)
+
+
+@batch.command("place")
+@_batch_options
+def batch_place(**kw: Any) -> None:
+    """Place a call for every row (columns phone, country_code, code).
+
+    Writes one row per input row (JSON Lines, or CSV when OUTPUT ends in .csv); exits 0
+    when every row was placed or answered invalid, 1 when some failed or are unknown.
+    """
+    _run_batch("place", kw)
+
+
+@batch.command("verify")
+@_batch_options
+def batch_verify(**kw: Any) -> None:
+    """Verify a code for every row (columns transaction_number, code).
+
+    Exits 0 when every row was checked (verified or not), 1 when some failed.
+    """
+    _run_batch("verify", kw)
+
+
+def _run_batch(kind: str, kw: dict[str, Any]) -> None:
+    credentials = _credentials(kw)
+    place = kind == "place"
+    input_path: Path = kw["input_path"]
+    rows = open_rows(input_path, PLACE_COLUMNS if place else VERIFY_COLUMNS)
+    writer = RowWriter(kw["output"], PLACE_OUTPUT if place else VERIFY_OUTPUT)
+    outcomes = (
+        ("placed", "invalid", "failed", "unknown")
+        if place
+        else ("verified", "not_verified", "failed")
+    )
+    progress = Progress(count_rows(input_path), f"{kind} {input_path.name}")
+    make_row = place_row if place else verify_row
+    kept = ("phone", "country_code") if place else ("transaction_number",)
+    pending: dict[int, dict[str, Any]] = {}
+
+    def remember() -> Iterator[dict[str, Any]]:
+        # Only the non-secret fields of rows in flight are kept, to write their output row.
+        for index, row in enumerate(rows):
+            pending[index] = {name: row.get(name) for name in kept}
+            yield row
+
+    async def run() -> None:
+        options: dict[str, Any] = {"max_concurrency": kw["concurrency"], "rate_limit": kw["rate"]}
+        async with open_client(credentials, **options) as client:
+            if place:
+                items: Any = client.place_many(
+                    remember(), journal=kw["journal"], resend_unknown=kw["resend_unknown"]
+                )
+            else:
+                items = client.verify_many(remember(), journal=kw["journal"])
+            async for item in items:
+                row = make_row(item.index + 1, pending.pop(item.index), item)
+                writer.write(row)
+                progress.advance(row["outcome"])
+
+    try:
+        with _interrupt_exits(130):
+            _run(run)
+    finally:
+        progress.stop()
+        writer.close()
+    progress.summary(outcomes)
+    bad = progress.outcomes["failed"] + progress.outcomes["unknown"]
+    sys.exit(EXIT_FAILED if bad else EXIT_OK)
+
+
 @main.command()
 @click.option("--host", default="127.0.0.1", show_default=True, help="Interface to bind.")
 @click.option("--port", default=8099, show_default=True, type=click.IntRange(0, 65535))
@@ -433,5 +484,20 @@ def emulator(
     sys.exit(EXIT_FAILED)  # the server thread ended on its own: something went wrong
 
 
+def run() -> None:
+    """The ``phoneconfirm`` entry point: usage and configuration errors in one line, exit 2."""
+    try:
+        main.main(standalone_mode=False)
+    except click.UsageError as exc:
+        click.echo(f"phoneconfirm: {exc.format_message()}", err=True)
+        sys.exit(EXIT_USAGE)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except click.Abort:
+        click.echo("phoneconfirm: interrupted", err=True)
+        sys.exit(130)
+
+
 if __name__ == "__main__":  # pragma: no cover
-    main()
+    run()

@@ -1,0 +1,255 @@
+"""Input, output and progress for the ``phoneconfirm batch`` commands.
+
+Inputs are read lazily (CSV with a header, or JSON Lines by extension); output rows are
+written and flushed one by one (JSON Lines, or CSV by extension), so a killed run leaves
+everything it finished. Progress and the summary go to stderr.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import sys
+import time
+from collections import Counter
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import IO, Any, Final
+
+import click
+
+from phoneconfirm_async._batch import BatchItem
+from phoneconfirm_async._errors import CallOutcomeUnknownError
+
+PLACE_COLUMNS: Final = ("phone", "country_code", "code")
+VERIFY_COLUMNS: Final = ("transaction_number", "code")
+PLACE_OUTPUT: Final = (
+    "row",
+    "phone",
+    "country_code",
+    "outcome",
+    "status",
+    "transaction_number",
+    "message",
+    "error",
+)
+VERIFY_OUTPUT: Final = ("row", "transaction_number", "outcome", "status", "message", "error")
+_JSONL: Final = (".jsonl", ".ndjson", ".json")
+
+
+class InputError(click.UsageError):
+    """An input file that cannot be read as rows (exit status 2, one line)."""
+
+
+def _is_jsonl(path: Path) -> bool:
+    return path.suffix.lower() in _JSONL
+
+
+def open_rows(path: Path, columns: tuple[str, ...]) -> Iterator[dict[str, Any]]:
+    """Check the file and its header now; return an iterator that reads rows lazily.
+
+    Raises:
+        InputError: the file cannot be opened, or its header lacks required columns.
+    """
+    try:
+        handle = path.open(newline="", encoding="utf-8-sig")
+    except OSError as exc:
+        raise InputError(f"cannot read {path}: {exc.strerror or exc}") from None
+    if _is_jsonl(path):
+        return _jsonl_rows(handle, path)
+    reader = csv.DictReader(handle)
+    try:
+        header = reader.fieldnames or []
+    except (csv.Error, UnicodeDecodeError) as exc:
+        handle.close()
+        raise InputError(f"{path}: not a readable CSV file ({exc})") from None
+    missing = [c for c in columns if c not in {h.strip() for h in header if h}]
+    if missing:
+        handle.close()
+        raise InputError(
+            f"{path}: the header lacks column(s) {', '.join(missing)} "
+            f"(expected {','.join(columns)})"
+        )
+    return _csv_rows(handle, reader, path)
+
+
+def _csv_rows(
+    handle: IO[str], reader: csv.DictReader[str], path: Path
+) -> Iterator[dict[str, Any]]:
+    with handle:
+        try:
+            for raw in reader:
+                yield {(k or "").strip(): (v or "").strip() for k, v in raw.items() if k}
+        except (csv.Error, UnicodeDecodeError) as exc:
+            raise InputError(f"{path}, line {reader.line_num}: {exc}") from None
+
+
+def _jsonl_rows(handle: IO[str], path: Path) -> Iterator[dict[str, Any]]:
+    with handle:
+        for number, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            try:
+                value = json.loads(line)
+            except ValueError:
+                value = None
+            # A malformed line is still a row: the batch reports it as invalid.
+            yield value if isinstance(value, dict) else {"_malformed": number}
+
+
+def count_rows(path: Path) -> int | None:
+    """Data rows in a file (for a progress bar), or None if it cannot be told cheaply."""
+    try:
+        with path.open("rb") as handle:
+            lines = sum(chunk.count(b"\n") for chunk in iter(lambda: handle.read(1 << 20), b""))
+            handle.seek(-1, io.SEEK_END)
+            ends_with_newline = handle.read(1) == b"\n"
+    except OSError:
+        return None
+    if not ends_with_newline:
+        lines += 1
+    return lines if _is_jsonl(path) else max(lines - 1, 0)
+
+
+class RowWriter:
+    """Writes output rows as they complete: JSON Lines, or CSV when the file ends in .csv."""
+
+    def __init__(self, path: Path | None, columns: tuple[str, ...]) -> None:
+        self.columns = columns
+        self.csv = path is not None and path.suffix.lower() == ".csv"
+        try:
+            self.stream: IO[str] = (
+                path.open("w", newline="", encoding="utf-8") if path else sys.stdout
+            )
+        except OSError as exc:
+            raise click.UsageError(f"cannot write {path}: {exc.strerror or exc}") from None
+        self.owned = path is not None
+        self._csv_writer: Any = None
+        if self.csv:
+            self._csv_writer = csv.DictWriter(self.stream, fieldnames=list(columns))
+            self._csv_writer.writeheader()
+
+    def write(self, row: Mapping[str, Any]) -> None:
+        if self._csv_writer is not None:
+            flat = dict(row)
+            error = flat.get("error")
+            flat["error"] = f"{error['type']}: {error['message']}" if error else ""
+            self._csv_writer.writerow(flat)
+        else:
+            self.stream.write(json.dumps(row, ensure_ascii=False) + "\n")
+        self.stream.flush()
+
+    def close(self) -> None:
+        if self.owned:
+            self.stream.close()
+
+
+def error_field(exc: BaseException | None) -> dict[str, str] | None:
+    """The ``error`` field of an output row (our exception texts carry no secrets)."""
+    if exc is None:
+        return None
+    return {"type": type(exc).__name__, "message": str(exc)}
+
+
+def place_row(
+    row: int, fields: Mapping[str, Any], item: BatchItem[Any, Any] | None = None, **kw: Any
+) -> dict[str, Any]:
+    """One output row of a placement (SPEC section 5)."""
+    result = item.result if item else kw.get("result")
+    error = item.error if item else kw.get("error")
+    if result is not None:
+        outcome = "placed" if result.placed else "invalid"
+    else:
+        outcome = "unknown" if isinstance(error, CallOutcomeUnknownError) else "failed"
+    return {
+        "row": row,
+        "phone": _text(fields.get("phone")),
+        "country_code": _text(fields.get("country_code")),
+        "outcome": outcome,
+        "status": result.status if result else None,
+        "transaction_number": result.transaction_number if result else None,
+        "message": result.message if result else None,
+        "error": error_field(error),
+    }
+
+
+def verify_row(
+    row: int, fields: Mapping[str, Any], item: BatchItem[Any, Any] | None = None, **kw: Any
+) -> dict[str, Any]:
+    """One output row of a verification (SPEC section 5)."""
+    result = item.result if item else kw.get("result")
+    error = item.error if item else kw.get("error")
+    if result is not None:
+        outcome = "verified" if result.verified else "not_verified"
+    else:
+        outcome = "failed"
+    return {
+        "row": row,
+        "transaction_number": _text(fields.get("transaction_number")),
+        "outcome": outcome,
+        "status": result.status if result else None,
+        "message": result.message if result else None,
+        "error": error_field(error),
+    }
+
+
+def _text(value: Any) -> str | None:
+    return None if value is None else str(value)
+
+
+class Progress:
+    """A rich progress bar on stderr when it is a terminal; silent otherwise."""
+
+    def __init__(self, total: int | None, label: str) -> None:
+        self.started = time.monotonic()
+        self.outcomes: Counter[str] = Counter()
+        self._bar: Any = None
+        self._task: Any = None
+        if sys.stderr.isatty():
+            from rich.console import Console
+            from rich.progress import (
+                BarColumn,
+                MofNCompleteColumn,
+                TextColumn,
+                TimeElapsedColumn,
+            )
+            from rich.progress import Progress as RichProgress
+
+            self._bar = RichProgress(
+                TextColumn("[bold]{task.description}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TimeElapsedColumn(),
+                console=Console(stderr=True),
+                transient=True,
+            )
+            self._task = self._bar.add_task(label, total=total)
+            self._bar.start()
+
+    def advance(self, outcome: str) -> None:
+        self.outcomes[outcome] += 1
+        if self._bar is not None:
+            self._bar.advance(self._task)
+
+    def stop(self) -> None:
+        if self._bar is not None:
+            self._bar.stop()
+
+    def summary(self, columns: tuple[str, ...]) -> None:
+        """The summary table on stderr: outcome counts, rate and elapsed time."""
+        from rich.console import Console
+        from rich.table import Table
+
+        elapsed = time.monotonic() - self.started
+        total = sum(self.outcomes.values())
+        table = Table(title="phoneconfirm batch", title_justify="left")
+        for name in (*columns, "rows", "rate", "elapsed"):
+            table.add_column(name, justify="right")
+        table.add_row(
+            *(str(self.outcomes[name]) for name in columns),
+            str(total),
+            f"{total / elapsed:,.1f}/s" if elapsed > 0 else "-",
+            f"{elapsed:.2f} s",
+        )
+        Console(stderr=True, width=100).print(table)
