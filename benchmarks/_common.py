@@ -102,6 +102,15 @@ def emulator_process(*args: str) -> Iterator[str]:
             process.stderr.close()
 
 
+def rss_mb() -> float:
+    """This process's resident set size, in MB (Linux)."""
+    import resource
+
+    with open("/proc/self/statm") as statm:
+        pages = int(statm.read().split()[1])
+    return pages * resource.getpagesize() / 1e6
+
+
 def median_ratio(library: list[float], baseline: list[float]) -> float:
     """Median of per-round ratios (rounds were interleaved)."""
     return statistics.median(a / b for a, b in zip(library, baseline, strict=True))

@@ -14,24 +14,17 @@ from __future__ import annotations
 
 import multiprocessing
 import random
-import resource
 import statistics
 
 import anyio
 import anyio.lowlevel
 
-from benchmarks._common import Result, parser, report
+from benchmarks._common import Result, parser, report, rss_mb
 from phoneconfirm_async import ConfirmationScheduler, PhoneConfirmClient
 from phoneconfirm_async._scheduler import ConfirmationSession
 
 MEMORY_TARGET_MB = 60.0
 LATENESS_TARGET_MS = 20.0
-
-
-def _rss_mb() -> float:
-    with open("/proc/self/statm") as statm:
-        pages = int(statm.read().split()[1])
-    return pages * resource.getpagesize() / 1e6
 
 
 def _client() -> PhoneConfirmClient:
@@ -41,12 +34,12 @@ def _client() -> PhoneConfirmClient:
 
 async def _sessions_rss(count: int) -> float:
     async with _client() as client, client.scheduler() as scheduler:
-        before = _rss_mb()
+        before = rss_mb()
         for i in range(count):
             await scheduler.schedule(
                 f"555{i:07d}", country_code="1", code="4821", call_place_time=3600
             )
-        after = _rss_mb()
+        after = rss_mb()
         assert len(scheduler) == count
         scheduler._task_group.cancel_scope.cancel()  # type: ignore[union-attr]
     return after - before
@@ -54,11 +47,11 @@ async def _sessions_rss(count: int) -> float:
 
 async def _tasks_rss(count: int) -> float:
     async with anyio.create_task_group() as tg:
-        before = _rss_mb()
+        before = rss_mb()
         for _ in range(count):
             tg.start_soon(anyio.sleep, 3600)
         await anyio.lowlevel.checkpoint()
-        after = _rss_mb()
+        after = rss_mb()
         tg.cancel_scope.cancel()
     return after - before
 

@@ -118,12 +118,13 @@ class _Batch(Generic[RequestT, ResultT]):
 
     async def _send(self, request: RequestT) -> ResultT:
         result: Any
+        # Requests were validated when they were built: skip the public methods' checks.
         if isinstance(request, PlaceCallRequest):
-            result = await self.client.place_call(
-                request.phone, country_code=request.country_code, code=request.code
+            result = await self.client._place(
+                request.phone, request.country_code, request.code, [], None
             )
         else:
-            result = await self.client.verify_code(request.transaction_number, request.code)
+            result = await self.client._verify(request.transaction_number, request.code, None)
         return result  # type: ignore[no-any-return]
 
     def _result(self, raw: Mapping[str, Any]) -> ResultT:
@@ -139,69 +140,43 @@ class _Batch(Generic[RequestT, ResultT]):
                     self.journal = await Journal.open(
                         self.journal_path, self.kind, self.client._api_key
                     )
+                source: Any = _rows_of(self.rows)
                 try:
-                    async with anyio.create_task_group() as tg:
-                        try:
-                            await self._produce(tg, send)
-                        except Exception as exc:  # the input failed: finish the rows in
-                            self.error = exc  # flight, then the consumer raises it
+                    async with contextlib.aclosing(source):
+                        reader = _Reader(source, self.journal)
+                        async with anyio.create_task_group() as tg:
+                            for _ in range(self.concurrency):
+                                tg.start_soon(self._work, reader, send)
+                    self.error = reader.error
                 finally:
                     if self.journal is not None:
                         await self.journal.aclose()
         except anyio.BrokenResourceError:
             pass  # the consumer stopped listening: nothing left to do
-        except Exception as exc:  # the input or the journal failed: the consumer raises it
+        except Exception as exc:  # the journal failed: the consumer raises it
             self.error = exc
 
-    async def _produce(
-        self, tg: TaskGroup, send: MemoryObjectSendStream[BatchItem[RequestT, ResultT]]
+    async def _work(
+        self, reader: _Reader, send: MemoryObjectSendStream[BatchItem[RequestT, ResultT]]
     ) -> None:
-        slots = anyio.Semaphore(self.concurrency)
-        index = 0
-        source: Any = _rows_of(self.rows)
-        async with contextlib.aclosing(source):
-            async for row in source:
-                index = await self._take(tg, send, slots, row, index)
+        """A worker: take the next row, emit its item, until the input ends.
 
-    async def _take(
-        self,
-        tg: TaskGroup,
-        send: MemoryObjectSendStream[BatchItem[RequestT, ResultT]],
-        slots: anyio.Semaphore,
-        row: Any,
-        index: int,
-    ) -> int:
-        """Start work on one input row; return the next row's index."""
-        await slots.acquire()  # read the next row only when it can be worked on
-        try:
-            request = self._request(row)
-        except ValidationError as exc:
-            await self._emit(send, slots, BatchItem(index, None, None, exc))
-        else:
-            record = await self.journal.lookup(index) if self.journal else None
-            tg.start_soon(self._row, send, slots, index, request, record)
-        return index + 1
-
-    async def _emit(
-        self,
-        send: MemoryObjectSendStream[BatchItem[RequestT, ResultT]],
-        slots: anyio.Semaphore,
-        item: BatchItem[RequestT, ResultT],
-    ) -> None:
-        try:
-            await send.send(item)
-        finally:
-            slots.release()
-
-    async def _row(
-        self,
-        send: MemoryObjectSendStream[BatchItem[RequestT, ResultT]],
-        slots: anyio.Semaphore,
-        index: int,
-        request: RequestT,
-        record: Record | None,
-    ) -> None:
-        await self._emit(send, slots, await self._process(index, request, record))
+        Each worker reads a row only when it is free, so at most ``concurrency`` rows are
+        in memory, whatever the input's length.
+        """
+        while True:
+            job = await reader.next()
+            if job is None:
+                return
+            index, row, record = job
+            item: BatchItem[RequestT, ResultT]
+            try:
+                request = self._request(row)
+            except ValidationError as exc:
+                item = BatchItem(index, None, None, exc)
+            else:
+                item = await self._process(index, request, record)
+            await _put(send, item)
 
     async def _process(
         self, index: int, request: RequestT, record: Record | None
@@ -251,6 +226,66 @@ class _Batch(Generic[RequestT, ResultT]):
         return None  # failed rows (nothing was phoned) and verifications are sent again
 
 
+class _Reader:
+    """The input, shared by the workers: each ``next()`` takes one row and its index.
+
+    Rows are read in order, and so are their journal records (the journal streams them by
+    index). A lock is needed only when reading may switch tasks (an async input, or the
+    journal reading its next chunk).
+    """
+
+    def __init__(self, source: AsyncIterator[Any], journal: Journal | None) -> None:
+        self.source = source
+        self.journal = journal
+        self.index = 0
+        self.done = False
+        self.error: BaseException | None = None
+        self.lock = anyio.Lock()
+
+    async def next(self) -> tuple[int, Any, Record | None] | None:
+        try:
+            self.lock.acquire_nowait()  # uncontended for a sync input: no task switch
+        except anyio.WouldBlock:
+            await self.lock.acquire()
+        try:
+            if self.done:
+                return None
+            try:
+                row = await anext(self.source)
+            except StopAsyncIteration:
+                self.done = True
+                return None
+            except Exception as exc:  # the input failed: finish the rows in flight, then
+                self.done = True  # the consumer raises it
+                self.error = exc
+                return None
+            index = self.index
+            self.index += 1
+            record = await self.journal.lookup(index) if self.journal is not None else None
+            return index, row, record
+        finally:
+            self.lock.release()
+
+
+_T = TypeVar("_T")
+
+
+async def _put(send: MemoryObjectSendStream[_T], value: _T) -> None:
+    """Send, without a task switch when there is room (the common case)."""
+    try:
+        send.send_nowait(value)
+    except anyio.WouldBlock:
+        await send.send(value)
+
+
+async def _take(receive: MemoryObjectReceiveStream[_T]) -> _T:
+    """Receive, without a task switch when something is waiting."""
+    try:
+        return receive.receive_nowait()
+    except anyio.WouldBlock:
+        return await receive.receive()
+
+
 def _error_payload(error: PhoneConfirmError) -> dict[str, str]:
     return {"type": type(error).__name__, "message": str(error)}
 
@@ -290,7 +325,7 @@ class BatchIterator(Generic[RequestT, ResultT]):
 
     async def __anext__(self) -> BatchItem[RequestT, ResultT]:
         try:
-            item: BatchItem[RequestT, ResultT] = await self._receive.receive()
+            item: BatchItem[RequestT, ResultT] = await _take(self._receive)
         except (anyio.EndOfStream, anyio.ClosedResourceError):
             self._receive.close()
             error, self._batch.error = self._batch.error, None

@@ -372,19 +372,30 @@ class PhoneConfirmClient:
             ApiError: the service refused (its subclasses say why).
             TransportError: the service could not be reached, after retries.
         """
-        params: list[tuple[str, str]] = [
-            ("phone", _validation.phone(phone)),
-            ("country_code", _validation.country_code(country_code)),
-            ("code", _validation.code(code)),
-        ]
+        phone = _validation.phone(phone)
+        country_code = _validation.country_code(country_code)
+        code = _validation.code(code)
+        scheduling: list[tuple[str, str]] = []
         if redial_count is not None:
-            params.append(("redial_count", str(_validation.redial_count(redial_count))))
+            scheduling.append(("redial_count", str(_validation.redial_count(redial_count))))
         if redial_interval is not None:
             seconds = _validation.redial_interval(redial_interval)
-            params.append(("redial_interval", str(math.ceil(seconds))))
+            scheduling.append(("redial_interval", str(math.ceil(seconds))))
         if call_place_time is not None:
             when = _validation.place_time(call_place_time)
-            params.append(("call_place_time", _validation.place_time_wire(when)))
+            scheduling.append(("call_place_time", _validation.place_time_wire(when)))
+        return await self._place(phone, country_code, code, scheduling, retry)
+
+    async def _place(
+        self,
+        phone: str,
+        country_code: str,
+        code: str,
+        scheduling: list[tuple[str, str]],
+        retry: RetryPolicy | None,
+    ) -> PlaceCallResult:
+        """place_call after validation (the batch engine's requests are validated already)."""
+        params = [("phone", phone), ("country_code", country_code), ("code", code), *scheduling]
         if self._secret_key:
             params.append(("secret_key", self._secret_key))
         fields = await self._execute("placecall", params, code, retry, unsafe=True)
@@ -392,7 +403,7 @@ class PhoneConfirmClient:
         if logger.isEnabledFor(logging.DEBUG):
             logger.debug(
                 "placecall phone=%s status=%s transaction=%s",
-                mask_phone(params[0][1]),
+                mask_phone(phone),
                 result.status,
                 result.transaction_number,
             )
@@ -416,10 +427,15 @@ class PhoneConfirmClient:
             ApiError: the service refused (its subclasses say why).
             TransportError: the service could not be reached, after retries.
         """
-        params: list[tuple[str, str]] = [
-            ("transaction_number", _validation.transaction_number(transaction_number)),
-            ("code", _validation.code(code)),
-        ]
+        return await self._verify(
+            _validation.transaction_number(transaction_number), _validation.code(code), retry
+        )
+
+    async def _verify(
+        self, transaction_number: str, code: str, retry: RetryPolicy | None
+    ) -> VerifyResult:
+        """verify_code after validation."""
+        params = [("transaction_number", transaction_number), ("code", code)]
         fields = await self._execute("verifycode", params, code, retry, unsafe=False)
         result: VerifyResult = VerifyResult.from_fields(fields)
         if logger.isEnabledFor(logging.DEBUG):
@@ -482,7 +498,12 @@ class _Request:
 
     async def attempt(self) -> dict[str, Any]:
         client = self.client
-        async with client._slots:
+        slots = client._slots
+        try:
+            slots.acquire_nowait()  # the request itself is the checkpoint: no task switch
+        except anyio.WouldBlock:
+            await slots.acquire()
+        try:
             if client._rate is not None:
                 await client._rate.acquire()
             try:
@@ -496,6 +517,8 @@ class _Request:
                     error = CallOutcomeUnknownError(error)
             else:
                 return self.interpret(response)
+        finally:
+            slots.release()
         raise error
 
     def interpret(self, response: WireResponse) -> dict[str, Any]:

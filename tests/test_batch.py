@@ -102,7 +102,7 @@ async def test_bad_rows_are_reported_not_dropped(emulator: Emulator) -> None:
     assert isinstance(items[2].error, ValidationError)
     assert items[2].error.field == "code"
     assert items[3].request is None
-    assert [c.phone for c in emulator.calls] == ["5555550001", "5555550005"]
+    assert sorted(c.phone for c in emulator.calls) == ["5555550001", "5555550005"]
 
 
 async def test_input_is_read_lazily(emulator: Emulator) -> None:
