@@ -47,10 +47,10 @@ from phoneconfirm_async._retry import (
 from phoneconfirm_async._wire import (
     HttpxWire,
     Params,
+    ShardedHttpxWire,
     Wire,
     WireFailure,
     WireResponse,
-    owned_httpx_client,
 )
 
 if TYPE_CHECKING:
@@ -239,7 +239,7 @@ class PhoneConfirmClient:
     def _open_wire(self) -> Wire:
         choice = self._transport_choice
         if self._http_client is not None:
-            return HttpxWire(self._http_client, owned=False)
+            return HttpxWire(self._http_client)
         if choice in ("auto", "aiohttp") and _running_on_asyncio():
             try:
                 from phoneconfirm_async._wire_aiohttp import AiohttpWire
@@ -253,7 +253,7 @@ class PhoneConfirmClient:
                 return AiohttpWire(self.max_concurrency)
         elif choice == "aiohttp":
             raise ConfigurationError("transport='aiohttp' runs on asyncio only; use 'httpx'")
-        return HttpxWire(owned_httpx_client(self.max_concurrency, self.timeout), owned=True)
+        return ShardedHttpxWire(self.max_concurrency, self.timeout)
 
     def _require_open(self) -> Wire:
         if self._state is _State.OPEN and self._wire is not None:

@@ -8,9 +8,10 @@ no usable answer came back. Everything above this seam (errors, redaction, retri
 from __future__ import annotations
 
 import contextlib
+import ssl
 from collections.abc import AsyncGenerator
 from dataclasses import dataclass
-from typing import Protocol, cast
+from typing import Final, Protocol, cast
 
 import httpx
 
@@ -88,38 +89,93 @@ def classify_httpx(exc: httpx.HTTPError) -> WireFailure:
     return WireFailure(_describe(exc), sent=True, kind="network")
 
 
+async def _httpx_get(
+    client: httpx.AsyncClient, url: str, params: Params, timeout: float | None
+) -> WireResponse:
+    try:
+        request = client.build_request("GET", url, params=params, timeout=timeout)
+        response = await client.send(request, stream=True)
+        try:
+            body = await _read_capped(response)
+        finally:
+            await response.aclose()
+    except httpx.HTTPError as exc:
+        failure = classify_httpx(exc)
+    else:
+        headers = response.headers
+        return WireResponse(
+            response.status_code,
+            headers.get("content-type"),
+            headers.get("retry-after"),
+            body,
+        )
+    raise failure  # outside the except block: the httpx exception is not chained
+
+
 class HttpxWire:
-    """The default wire layer, on any anyio backend."""
+    """The httpx wire layer over a caller's ``httpx.AsyncClient`` (never closed here)."""
 
     name = "httpx"
 
-    def __init__(self, client: httpx.AsyncClient, *, owned: bool) -> None:
+    def __init__(self, client: httpx.AsyncClient) -> None:
         self.client = client
-        self.owned = owned
 
     async def get(self, url: str, params: Params, timeout: float | None) -> WireResponse:
-        try:
-            request = self.client.build_request("GET", url, params=params, timeout=timeout)
-            response = await self.client.send(request, stream=True)
-            try:
-                body = await _read_capped(response)
-            finally:
-                await response.aclose()
-        except httpx.HTTPError as exc:
-            failure = classify_httpx(exc)
-        else:
-            headers = response.headers
-            return WireResponse(
-                response.status_code,
-                headers.get("content-type"),
-                headers.get("retry-after"),
-                body,
-            )
-        raise failure  # outside the except block: the httpx exception is not chained
+        return await _httpx_get(self.client, url, params, timeout)
 
     async def aclose(self) -> None:
-        if self.owned:
-            await self.client.aclose()
+        pass  # the caller's client: the caller closes it
+
+
+class ShardedHttpxWire:
+    """The default wire layer, on any anyio backend: many small httpx pools.
+
+    httpcore's pool does work proportional to its connections for every request, which
+    saturates a core at a few hundred requests per second with 100-200 connections. The
+    same connections split into pools of two cost a fraction of that (measured: 262 → 1,675
+    requests/s at concurrency 200). A request takes a free pool slot (LIFO, so sequential
+    use keeps one warm connection); the client's concurrency limit guarantees one is free.
+    Pools are created on first use and share one SSL context.
+    """
+
+    name = "httpx"
+    shard_size: Final = 2
+
+    def __init__(self, max_concurrency: int, timeout: float | None) -> None:
+        shards = -(-max_concurrency // self.shard_size)
+        self._timeout = timeout
+        self._clients: list[httpx.AsyncClient | None] = [None] * shards
+        # Each pool appears once per connection it may hold; the last pool is used first.
+        self._free = [i for i in reversed(range(shards)) for _ in range(self.shard_size)]
+        self._ssl_context: ssl.SSLContext | None = None
+
+    def _client(self, index: int) -> httpx.AsyncClient:
+        client = self._clients[index]
+        if client is None:
+            if self._ssl_context is None:
+                self._ssl_context = httpx.create_ssl_context()
+            limits = httpx.Limits(
+                max_connections=self.shard_size, max_keepalive_connections=self.shard_size
+            )
+            client = httpx.AsyncClient(
+                limits=limits, timeout=self._timeout, verify=self._ssl_context
+            )
+            self._clients[index] = client
+        return client
+
+    async def get(self, url: str, params: Params, timeout: float | None) -> WireResponse:
+        free = self._free
+        index = free.pop() if free else -1  # none free: more callers than the limit
+        try:
+            return await _httpx_get(self._client(max(index, 0)), url, params, timeout)
+        finally:
+            if index >= 0:
+                free.append(index)
+
+    async def aclose(self) -> None:
+        for client in self._clients:
+            if client is not None:
+                await client.aclose()
 
 
 async def _read_capped(response: httpx.Response) -> bytes:
@@ -137,11 +193,3 @@ async def _read_capped(response: httpx.Response) -> bytes:
             if size > MAX_BODY_BYTES:
                 break
     return b"".join(chunks)[: MAX_BODY_BYTES + 1]
-
-
-def owned_httpx_client(max_concurrency: int, timeout: float | None) -> httpx.AsyncClient:
-    """An httpx client whose pool is sized to the client's concurrency limit."""
-    limits = httpx.Limits(
-        max_connections=max_concurrency, max_keepalive_connections=max_concurrency
-    )
-    return httpx.AsyncClient(limits=limits, timeout=timeout)
