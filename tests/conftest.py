@@ -11,6 +11,13 @@ from phoneconfirm_async.emulator import Emulator, EmulatorConfig
 
 API_KEY = "emulator-key"
 DOMAIN = "example.com"
+#: The environment variables a client reads; CLI tests run without them.
+ENV_NAMES = (
+    "PHONECONFIRM_API_KEY",
+    "PHONECONFIRM_DOMAIN",
+    "PHONECONFIRM_BASE_URL",
+    "PHONECONFIRM_SECRET_KEY",
+)
 
 EmulatorFactory = Callable[..., Emulator]
 

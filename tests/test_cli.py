@@ -16,14 +16,7 @@ from click.testing import CliRunner
 
 from phoneconfirm_async.cli import main
 from phoneconfirm_async.emulator import Emulator
-from tests.conftest import API_KEY, DOMAIN
-
-ENV_NAMES = (
-    "PHONECONFIRM_API_KEY",
-    "PHONECONFIRM_DOMAIN",
-    "PHONECONFIRM_BASE_URL",
-    "PHONECONFIRM_SECRET_KEY",
-)
+from tests.conftest import API_KEY, DOMAIN, ENV_NAMES
 
 
 @pytest.fixture

@@ -14,14 +14,8 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import API_KEY, DOMAIN, EmulatorFactory
+from tests.conftest import API_KEY, DOMAIN, ENV_NAMES, EmulatorFactory
 
-ENV_NAMES = (
-    "PHONECONFIRM_API_KEY",
-    "PHONECONFIRM_DOMAIN",
-    "PHONECONFIRM_BASE_URL",
-    "PHONECONFIRM_SECRET_KEY",
-)
 EXAMPLES = Path(__file__).parent.parent / "examples" / "numbers.csv"
 
 
