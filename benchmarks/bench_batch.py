@@ -17,7 +17,7 @@ import asyncio
 import json
 import statistics
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 
 import aiohttp
 import anyio
@@ -43,28 +43,30 @@ def rows(count: int) -> Iterator[dict[str, str]]:
         yield {"phone": f"555{i % 10_000_000:07d}", "country_code": "1", "code": "4821"}
 
 
-async def library(base_url: str, count: int, transport: str) -> float:
+async def library(
+    base_url: str, count: int, transport: str, concurrency: int = CONCURRENCY
+) -> float:
     async with PhoneConfirmClient(
         API_KEY,
         DOMAIN,
         base_url=base_url,
         transport=transport,  # type: ignore[arg-type]
-        max_concurrency=CONCURRENCY,
+        max_concurrency=concurrency,
     ) as client:
         started = time.perf_counter()
         done = 0
-        async for item in client.place_many(rows(count), concurrency=CONCURRENCY):
+        async for item in client.place_many(rows(count), concurrency=concurrency):
             done += item.result is not None
         elapsed = time.perf_counter() - started
     assert done == count, f"only {done} of {count} rows were placed"
     return count / elapsed
 
 
-async def httpx_loop(base_url: str, count: int) -> float:
+async def httpx_loop(base_url: str, count: int, concurrency: int = CONCURRENCY) -> float:
     url = base_url + "/phoneconfirm/placecall/"
-    limits = httpx.Limits(max_connections=CONCURRENCY, max_keepalive_connections=CONCURRENCY)
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
     async with httpx.AsyncClient(limits=limits, timeout=10) as client:
-        semaphore = asyncio.Semaphore(CONCURRENCY)
+        semaphore = asyncio.Semaphore(concurrency)
 
         async def one(i: int) -> None:
             async with semaphore:
@@ -76,11 +78,11 @@ async def httpx_loop(base_url: str, count: int) -> float:
         return count / (time.perf_counter() - started)
 
 
-async def aiohttp_loop(base_url: str, count: int) -> float:
+async def aiohttp_loop(base_url: str, count: int, concurrency: int = CONCURRENCY) -> float:
     url = base_url + "/phoneconfirm/placecall/"
-    connector = aiohttp.TCPConnector(limit=CONCURRENCY)
+    connector = aiohttp.TCPConnector(limit=concurrency)
     async with aiohttp.ClientSession(connector=connector) as session:
-        semaphore = asyncio.Semaphore(CONCURRENCY)
+        semaphore = asyncio.Semaphore(concurrency)
 
         async def one(i: int) -> None:
             async with semaphore, session.get(url, params=place_params(i)) as response:
@@ -94,19 +96,19 @@ async def aiohttp_loop(base_url: str, count: int) -> float:
 def throughput(
     base_url: str,
     name: str,
-    ours: Callable[[str, int], object],
-    theirs: Callable[[str, int], object],
+    ours: Callable[[str, int], Awaitable[float]],
+    theirs: Callable[[str, int], Awaitable[float]],
     count: int,
     rounds: int,
     target: float,
 ) -> Result:
     mine: list[float] = []
     base: list[float] = []
-    anyio.run(ours, base_url, min(count, 1000))  # warm up both
-    anyio.run(theirs, base_url, min(count, 1000))
+    anyio.run(ours, base_url, min(count, 500))  # warm up both
+    anyio.run(theirs, base_url, min(count, 500))
     for _ in range(rounds):
-        base.append(float(anyio.run(theirs, base_url, count)))  # type: ignore[arg-type]
-        mine.append(float(anyio.run(ours, base_url, count)))  # type: ignore[arg-type]
+        base.append(anyio.run(theirs, base_url, count))
+        mine.append(anyio.run(ours, base_url, count))
     ratio = statistics.median(m / b for m, b in zip(mine, base, strict=True))
     return Result(
         name=name,
@@ -131,7 +133,7 @@ async def _rate(base_url: str, seconds: float, rate: float) -> float:
         async for _ in client.place_many(rows(count), concurrency=50):
             pass
         calls = (await http.get(root + "/_emulator/calls")).json()["calls"][before:]
-    arrivals = sorted(call["at"] for call in calls)
+    arrivals: list[float] = sorted(float(call["at"]) for call in calls)
     return (len(arrivals) - 1) / (arrivals[-1] - arrivals[0])
 
 
