@@ -62,14 +62,18 @@ def machine() -> dict[str, Any]:
 
 
 def report(results: list[Result], json_path: str | None) -> None:
+    """Print one line per result; also write them as JSON when asked."""
     print(f"# {machine()['cores']} cores, Python {machine()['python']}")
     for result in results:
         print(result.row())
     if json_path:
-        with open(json_path, "w") as out:
-            json.dump(
-                {"machine": machine(), "results": [asdict(r) for r in results]}, out, indent=2
-            )
+        write_json(results, json_path)
+
+
+def write_json(results: list[Result], path: str) -> None:
+    with open(path, "w") as out:
+        payload = {"machine": machine(), "results": [asdict(r) for r in results]}
+        json.dump(payload, out, indent=2)
 
 
 @contextlib.contextmanager

@@ -495,7 +495,7 @@ def bench(quick: bool, json_path: str | None) -> None:
     """
     try:
         from benchmarks import suite
-        from benchmarks._common import machine, report
+        from benchmarks._common import machine, write_json
     except ImportError:
         raise click.UsageError(
             "phoneconfirm bench runs benchmarks/ from a source checkout: "
@@ -521,7 +521,7 @@ def bench(quick: bool, json_path: str | None) -> None:
         )
     Console(width=130).print(table)
     if json_path:
-        report(results, json_path)
+        write_json(results, json_path)
     sys.exit(EXIT_OK if all(r.met for r in results) else EXIT_FAILED)
 
 
