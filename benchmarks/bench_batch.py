@@ -141,7 +141,7 @@ def rate_accuracy(base_url: str, seconds: float) -> Result:
     measured = anyio.run(_rate, base_url, seconds, 50.0)
     error = abs(measured - 50.0) / 50.0
     return Result(
-        name=f"rate_limit=50 over {seconds:g} s",
+        name="rate_limit=50 accuracy",
         unit="req/s",
         value=measured,
         baseline=50.0,
@@ -171,7 +171,7 @@ def memory(base_url: str, count: int) -> Result:
     warm, peak, samples = anyio.run(_memory, base_url, count)
     growth = peak - warm
     return Result(
-        name=f"RSS growth over {count:,} rows",
+        name="RSS growth over a long batch",
         unit="MB",
         value=growth,
         baseline=warm,

@@ -99,27 +99,36 @@ def run(quick: bool) -> list[Result]:
     task_mb = _in_fresh_process("tasks", sessions)
     scale = 100_000 / sessions
     memory = Result(
-        name=f"RSS of {sessions:,} pending sessions",
+        name="RSS of 100,000 pending sessions",
         unit="MB",
-        value=session_mb,
-        baseline=task_mb,
+        value=session_mb * scale,
+        baseline=task_mb * scale,
         ratio=session_mb / task_mb,
-        target=f"<= {MEMORY_TARGET_MB * sessions / 100_000:.0f} MB",
+        target=f"<= {MEMORY_TARGET_MB:.0f} MB",
         met=session_mb * scale <= MEMORY_TARGET_MB,
-        detail={"sessions": sessions, "baseline": "bare tasks sleeping an hour"},
+        detail={
+            "measured_sessions": sessions,
+            "scaled_to": 100_000,
+            "baseline": "bare tasks sleeping an hour",
+        },
     )
     late = sorted(anyio.run(_lateness, due))
     p50 = statistics.median(late) * 1000
     p99 = late[int(len(late) * 0.99) - 1] * 1000
     lateness = Result(
-        name=f"wake-up lateness p99, {due:,} due in 1 s",
+        name="wake-up lateness p99, sessions due within 1 s",
         unit="ms",
         value=p99,
         baseline=p50,
         ratio=p99 / p50 if p50 else float("inf"),
         target=f"<= {LATENESS_TARGET_MS:.0f} ms",
         met=p99 <= LATENESS_TARGET_MS,
-        detail={"p50_ms": p50, "max_ms": late[-1] * 1000, "baseline": "p50 of the same run"},
+        detail={
+            "sessions": due,
+            "p50_ms": p50,
+            "max_ms": late[-1] * 1000,
+            "baseline": "p50 of the same run",
+        },
     )
     return [memory, lateness]
 
