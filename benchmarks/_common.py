@@ -17,7 +17,7 @@ import signal
 import statistics
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -113,6 +113,45 @@ def rss_mb() -> float:
     with open("/proc/self/statm") as statm:
         pages = int(statm.read().split()[1])
     return pages * resource.getpagesize() / 1e6
+
+
+async def interleaved(
+    library: Callable[[], Awaitable[float]],
+    baseline: Callable[[], Awaitable[float]],
+    rounds: int,
+) -> tuple[list[float], list[float]]:
+    """Warm both sides once, then alternate them ``rounds`` times; (library, baseline)."""
+    await baseline()
+    await library()
+    mine: list[float] = []
+    base: list[float] = []
+    for _ in range(rounds):
+        base.append(await baseline())
+        mine.append(await library())
+    return mine, base
+
+
+def cost_result(
+    name: str,
+    unit: str,
+    mine: list[float],
+    base: list[float],
+    scale: float,
+    target: float,
+    detail: dict[str, Any],
+) -> Result:
+    """A Result for a cost (time, CPU) where lower is better: median ratio <= target."""
+    ratio = median_ratio(mine, base)
+    return Result(
+        name=name,
+        unit=unit,
+        value=statistics.median(mine) * scale,
+        baseline=statistics.median(base) * scale,
+        ratio=ratio,
+        target=f"<= {target:.2f}x",
+        met=ratio <= target,
+        detail=detail,
+    )
 
 
 def median_ratio(library: list[float], baseline: list[float]) -> float:

@@ -10,7 +10,6 @@ Baseline: ``aiohttp.ClientSession.get`` + ``json.loads`` on the same emulator. T
 from __future__ import annotations
 
 import json
-import statistics
 import time
 
 import aiohttp
@@ -20,8 +19,9 @@ from benchmarks._common import (
     API_KEY,
     DOMAIN,
     Result,
+    cost_result,
     emulator_process,
-    median_ratio,
+    interleaved,
     parser,
     place_params,
     report,
@@ -33,8 +33,6 @@ TARGET = 1.3
 
 async def measure(base_url: str, rounds: int, calls: int) -> Result:
     url = base_url + "/phoneconfirm/placecall/"
-    mine: list[float] = []
-    base: list[float] = []
     async with (
         aiohttp.ClientSession() as session,
         PhoneConfirmClient(API_KEY, DOMAIN, base_url=base_url, transport="aiohttp") as client,
@@ -53,21 +51,15 @@ async def measure(base_url: str, rounds: int, calls: int) -> Result:
                 await client.place_call(f"555{i:07d}", country_code="1", code="4821")
             return time.process_time() - started
 
-        await baseline()
-        await library()
-        for _ in range(rounds):
-            base.append(await baseline())
-            mine.append(await library())
-    ratio = median_ratio(mine, base)
-    return Result(
-        name="CPU per place_call vs aiohttp get+json.loads",
-        unit="us/call",
-        value=statistics.median(mine) / calls * 1e6,
-        baseline=statistics.median(base) / calls * 1e6,
-        ratio=ratio,
-        target=f"<= {TARGET:.2f}x",
-        met=ratio <= TARGET,
-        detail={"rounds": rounds, "calls_per_round": calls, "clock": "process_time"},
+        mine, base = await interleaved(library, baseline, rounds)
+    return cost_result(
+        "CPU per place_call vs aiohttp get+json.loads",
+        "us/call",
+        mine,
+        base,
+        1e6 / calls,
+        TARGET,
+        {"rounds": rounds, "calls_per_round": calls, "clock": "process_time"},
     )
 
 

@@ -9,7 +9,6 @@ time; rounds are interleaved and the median per-round ratio is reported (target 
 from __future__ import annotations
 
 import json
-import statistics
 import time
 
 import anyio
@@ -19,8 +18,9 @@ from benchmarks._common import (
     API_KEY,
     DOMAIN,
     Result,
+    cost_result,
     emulator_process,
-    median_ratio,
+    interleaved,
     parser,
     place_params,
     report,
@@ -32,8 +32,6 @@ TARGET = 1.10
 
 async def measure(base_url: str, rounds: int, calls: int) -> Result:
     url = base_url + "/phoneconfirm/placecall/"
-    library_times: list[float] = []
-    baseline_times: list[float] = []
     async with (
         httpx.AsyncClient() as http,
         PhoneConfirmClient(API_KEY, DOMAIN, base_url=base_url, transport="httpx") as client,
@@ -52,22 +50,15 @@ async def measure(base_url: str, rounds: int, calls: int) -> Result:
                 await client.place_call(f"555{i:07d}", country_code="1", code="4821")
             return time.perf_counter() - started
 
-        await baseline()  # warm both pools
-        await library()
-        for _ in range(rounds):
-            baseline_times.append(await baseline())
-            library_times.append(await library())
-    per_call = 1e6 / calls
-    ratio = median_ratio(library_times, baseline_times)
-    return Result(
-        name="place_call overhead vs httpx.get+json.loads",
-        unit="us/call",
-        value=statistics.median(library_times) * per_call,
-        baseline=statistics.median(baseline_times) * per_call,
-        ratio=ratio,
-        target=f"<= {TARGET:.2f}",
-        met=ratio <= TARGET,
-        detail={"rounds": rounds, "calls_per_round": calls},
+        mine, base = await interleaved(library, baseline, rounds)
+    return cost_result(
+        "place_call overhead vs httpx.get+json.loads",
+        "us/call",
+        mine,
+        base,
+        1e6 / calls,
+        TARGET,
+        {"rounds": rounds, "calls_per_round": calls},
     )
 
 
