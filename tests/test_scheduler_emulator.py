@@ -10,7 +10,7 @@ from tests.conftest import API_KEY, DOMAIN, EmulatorFactory
 
 pytestmark = pytest.mark.anyio
 
-INTERVAL = 0.3
+INTERVAL = 0.5
 
 
 async def test_person_answers_second_call(make_emulator: EmulatorFactory) -> None:
