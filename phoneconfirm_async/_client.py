@@ -6,7 +6,6 @@ import enum
 import logging
 import math
 import os
-import time
 from collections.abc import AsyncIterable, Iterable
 from datetime import datetime, timedelta
 from types import TracebackType
@@ -18,15 +17,8 @@ from anyio.abc import TaskGroup
 
 from phoneconfirm_async import _validation
 from phoneconfirm_async._errors import (
-    ApiError,
-    CallOutcomeUnknownError,
     ConfigurationError,
-    ParseError,
     PhoneConfirmError,
-    RateLimitedError,
-    ServerError,
-    TransportError,
-    api_error_for,
 )
 from phoneconfirm_async._limits import RateLimiter
 from phoneconfirm_async._models import (
@@ -37,20 +29,17 @@ from phoneconfirm_async._models import (
 )
 from phoneconfirm_async._parsers import ParserRegistry
 from phoneconfirm_async._redact import install_log_filters, mask_phone, redact_text
+from phoneconfirm_async._request import RequestAttempt
 from phoneconfirm_async._retry import (
     Operation,
     RetryBudget,
     RetryPolicy,
     call_with_retries,
-    parse_retry_after,
 )
 from phoneconfirm_async._wire import (
     HttpxWire,
-    Params,
     ShardedHttpxWire,
     Wire,
-    WireFailure,
-    WireResponse,
 )
 
 if TYPE_CHECKING:
@@ -461,7 +450,7 @@ class PhoneConfirmClient:
             ("domain", self.domain),
         ]
         url = self._placecall_url if operation == "placecall" else self._verifycode_url
-        request = _Request(self, wire, url, tuple(params), code, unsafe)
+        request = RequestAttempt(self, wire, url, tuple(params), code, unsafe)
         policy = retry if retry is not None else self.retry
         try:
             return await call_with_retries(operation, request.attempt, policy, self._budget)
@@ -473,92 +462,6 @@ class PhoneConfirmClient:
 
     def _redact(self, text: str, code: str) -> str:
         return redact_text(text, (self._api_key, self._secret_key, code))
-
-
-class _Request:
-    """One operation's request, attempted once or more by the retry loop."""
-
-    __slots__ = ("client", "code", "params", "unsafe", "url", "wire")
-
-    def __init__(
-        self,
-        client: PhoneConfirmClient,
-        wire: Wire,
-        url: str,
-        params: Params,
-        code: str,
-        unsafe: bool,
-    ) -> None:
-        self.client = client
-        self.wire = wire
-        self.url = url
-        self.params = params
-        self.code = code
-        self.unsafe = unsafe
-
-    async def attempt(self) -> dict[str, Any]:
-        client = self.client
-        slots = client._slots
-        try:
-            slots.acquire_nowait()  # the request itself is the checkpoint: no task switch
-        except anyio.WouldBlock:
-            await slots.acquire()
-        try:
-            if client._rate is not None:
-                await client._rate.acquire()
-            try:
-                response = await self.wire.get(self.url, self.params, client.timeout)
-            except WireFailure as failure:
-                detail = client._redact(failure.detail, self.code)
-                error: PhoneConfirmError = TransportError(
-                    f"request failed ({detail})", sent=failure.sent, kind=failure.kind
-                )
-                if failure.sent and self.unsafe:
-                    error = CallOutcomeUnknownError(error)
-            else:
-                return self.interpret(response)
-        finally:
-            slots.release()
-        raise error
-
-    def interpret(self, response: WireResponse) -> dict[str, Any]:
-        """The answer's fields, or the exception it stands for."""
-        status = response.status
-        if status == 429:
-            retry_after = parse_retry_after(response.retry_after, time.time())
-            raise RateLimitedError("the service asked to slow down", retry_after=retry_after)
-        parse_error: ParseError | None = None
-        try:
-            fields: dict[str, Any] | None = self.client.parsers.parse(
-                response.body,
-                response.content_type,
-                status_code=status,
-                redact=lambda text: self.client._redact(text, self.code),
-            )
-        except ParseError as exc:
-            fields, parse_error = None, exc
-        if fields is not None and "error" in fields:
-            code = fields["error"]
-            if code != 0:
-                message = self.client._redact(
-                    str(fields.get("message") or "no message"), self.code
-                )
-                raise api_error_for(code, message, status)
-            if 200 <= status < 300:
-                return fields
-        error: PhoneConfirmError
-        if status >= 500:
-            error = ServerError("server trouble, no error body", status_code=status)
-        elif not 200 <= status < 300:
-            error = ApiError(f"unexpected HTTP {status} answer", code=None, status_code=status)
-            raise error  # not the service speaking (a wrong base_url?): nothing to retry
-        else:
-            error = parse_error or ParseError(
-                "the answer has no 'error' field", status_code=status
-            )
-        if self.unsafe:
-            error = CallOutcomeUnknownError(error)
-        raise error
 
 
 def _check_base_url(url: str) -> str:
