@@ -1,0 +1,176 @@
+"""``phoneconfirm confirm``: call (and redial) locally, then prompt for the code."""
+
+from __future__ import annotations
+
+import secrets
+import sys
+import threading
+from datetime import datetime
+from typing import Any
+
+import anyio
+import anyio.from_thread
+import anyio.lowlevel
+import click
+from anyio.streams.memory import MemoryObjectReceiveStream
+
+from phoneconfirm_async._cli_common import (
+    EXIT_FAILED,
+    EXIT_OK,
+    credential_options,
+    credentials_from,
+    interrupt_exits,
+    open_client,
+    print_row,
+    run_async,
+)
+from phoneconfirm_async._cli_io import error_field
+from phoneconfirm_async._errors import PhoneConfirmError
+from phoneconfirm_async._redact import mask_phone
+from phoneconfirm_async._scheduler import ConfirmationSession, SessionState
+
+
+def _parse_at(value: str | None) -> datetime | float | None:
+    """``--at``: seconds from now, or an ISO 8601 time with a zone."""
+    if value is None:
+        return None
+    try:
+        return float(value)
+    except ValueError:
+        pass
+    try:
+        when = datetime.fromisoformat(value)
+    except ValueError:
+        raise click.BadParameter(
+            "a number of seconds or an ISO time with a zone", param_hint="--at"
+        ) from None
+    if when.tzinfo is None:
+        raise click.BadParameter(
+            "the time needs a zone, e.g. 2026-12-01T09:00:00+00:00", param_hint="--at"
+        )
+    return when
+
+
+@click.command()
+@click.argument("phone")
+@click.option("--country-code", required=True, help="1-3 digits, '+' allowed.")
+@click.option("--code", default=None, help="The code to speak (default: six random digits).")
+@click.option("--redial-count", default=0, show_default=True, type=click.IntRange(0, 10))
+@click.option(
+    "--redial-interval",
+    default=60.0,
+    show_default=True,
+    type=click.FloatRange(min=0, min_open=True),
+)
+@click.option("--at", "at", default=None, help="When to call: seconds from now or ISO time.")
+@credential_options
+def confirm(
+    phone: str,
+    country_code: str,
+    code: str | None,
+    redial_count: int,
+    redial_interval: float,
+    at: str | None,
+    **kw: Any,
+) -> None:
+    """Call PHONE (and redial), then ask for the code the person heard until it verifies.
+
+    Exits 0 when verified, 1 when the calls were exhausted or failed, 130 on Ctrl-C.
+    """
+    credentials = credentials_from(kw)
+    when = _parse_at(at)
+    spoken = code if code is not None else f"{secrets.randbelow(10**6):06d}"
+
+    async def run() -> dict[str, Any]:
+        async with open_client(credentials) as client, client.scheduler() as scheduler:
+            try:
+                session = await scheduler.schedule(
+                    phone,
+                    country_code=country_code,
+                    code=spoken,
+                    redial_count=redial_count,
+                    redial_interval=redial_interval,
+                    call_place_time=when,
+                )
+            except PhoneConfirmError as exc:
+                return {"phone": phone, "outcome": "failed", "error": error_field(exc)}
+            click.echo(
+                f"Calling {mask_phone(session.request.phone)}: up to {session.calls_allowed} "
+                f"call(s), {redial_interval:g} s apart. Type the code the person heard "
+                "(Ctrl-D gives up).",
+                err=True,
+            )
+            await _prompt_until_done(session)
+            state = session.state
+            return {
+                "phone": phone,
+                "country_code": country_code,
+                "outcome": state.value,
+                "calls": session.calls_made,
+                "transaction_number": (
+                    session.attempts[-1].transaction_number if session.attempts else None
+                ),
+                "error": error_field(session.error),
+            }
+
+    with interrupt_exits(130):
+        row = run_async(run)
+    print_row(row)
+    sys.exit(EXIT_OK if row["outcome"] == "verified" else EXIT_FAILED)
+
+
+def _start_stdin_reader() -> MemoryObjectReceiveStream[str]:
+    """Lines of stdin ("" at the end), read by a daemon thread.
+
+    Not an anyio worker thread: those are not daemons, so one blocked in ``readline`` would
+    keep the process alive after Ctrl-C.
+    """
+    send, receive = anyio.create_memory_object_stream[str](16)
+    token = anyio.lowlevel.current_token()
+
+    def read() -> None:
+        try:
+            while True:
+                line = sys.stdin.readline(256)
+                anyio.from_thread.run(send.send, line, token=token)
+                if not line:
+                    return
+        except (RuntimeError, anyio.BrokenResourceError, anyio.ClosedResourceError):
+            return  # the event loop or the reader is gone: nobody wants more lines
+
+    threading.Thread(target=read, name="phoneconfirm-stdin", daemon=True).start()
+    return receive
+
+
+async def _prompt_until_done(session: ConfirmationSession) -> None:
+    """Read codes from stdin and verify them, until verified, exhausted, failed or EOF."""
+    async with anyio.create_task_group() as tg:
+
+        async def end_with_session() -> None:
+            state = await session.wait()
+            if state is not SessionState.VERIFIED:
+                click.echo(f"Session {state.value}.", err=True)
+            tg.cancel_scope.cancel()
+
+        tg.start_soon(end_with_session)
+        await session.wait_called()  # nobody can have heard a code before the first call
+        lines = _start_stdin_reader()
+        while True:
+            line = await lines.receive()
+            if not line:  # end of input: the user gives up
+                await session.cancel()
+                break
+            typed = line.strip()
+            if not typed:
+                continue
+            try:
+                result = await session.verify(typed)
+            except PhoneConfirmError as exc:
+                click.echo(f"Cannot verify yet: {exc}", err=True)
+                continue
+            if result.verified:
+                click.echo("Verified.", err=True)
+                break
+            click.echo("That code does not match; try again.", err=True)
+        lines.close()
+        tg.cancel_scope.cancel()
