@@ -12,7 +12,7 @@ import contextlib
 import json
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any, Final
 
 import xmltodict
@@ -86,17 +86,15 @@ class ParserRegistry:
     def default(cls) -> ParserRegistry:
         """A registry with the built-in ``"json"`` and ``"xml"`` parsers."""
         registry = cls()
-        registry.register(
-            "json",
-            parse_json,
-            content_types=("application/json", "text/json", "application/javascript"),
-            prefixes=(b"{", b"["),
+        registry._add(
+            _Entry(
+                "json",
+                parse_json,
+                ("application/json", "text/json", "application/javascript"),
+                (b"{", b"["),
+                text_parser=_parse_json_text,
+            )
         )
-        registry._entries["json"] = registry._by_type["application/json"] = replace(
-            registry._entries["json"], text_parser=_parse_json_text
-        )
-        for media_type in registry._entries["json"].content_types:
-            registry._by_type[media_type] = registry._entries["json"]
         registry.register(
             "xml",
             parse_xml,
@@ -130,8 +128,10 @@ class ParserRegistry:
             prefixes: first non-blank bytes that identify the format when the Content-Type is
                 missing or wrong (``b"{"`` for JSON).
         """
-        entry = _Entry(name, parser, tuple(t.lower() for t in content_types), tuple(prefixes))
-        self._entries[name] = entry
+        self._add(_Entry(name, parser, tuple(t.lower() for t in content_types), tuple(prefixes)))
+
+    def _add(self, entry: _Entry) -> None:
+        self._entries[entry.name] = entry
         for media_type in entry.content_types:
             self._by_type[media_type] = entry
         self._choices.clear()
