@@ -4,6 +4,7 @@ Install the ``emulator`` extra (starlette, uvicorn, uvloop, httptools). The emul
 imports the client: it is an independent counterpart of the service.
 """
 
+from phoneconfirm_async.emulator._base import EmulatorBase as EmulatorBase
 from phoneconfirm_async.emulator._config import (
     DEFAULT_API_KEY as DEFAULT_API_KEY,
 )
@@ -29,6 +30,7 @@ __all__ = [
     "FAULT_KINDS",
     "CallRecord",
     "Emulator",
+    "EmulatorBase",
     "EmulatorConfig",
     "Fault",
     "run_emulator",

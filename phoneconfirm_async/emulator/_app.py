@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import asyncio
 import time
-from typing import Any
+from typing import Any, Final, Protocol
 
 import anyio
 from starlette.applications import Starlette
@@ -26,36 +25,48 @@ from phoneconfirm_async.emulator._protocol import (
 )
 from phoneconfirm_async.emulator._state import EmulatorState, Fault
 
-_RAW_SEND = "phoneconfirm.raw_send"
+#: The scope key under which the server puts the request's :class:`Connection`.
+CONNECTION_KEY: Final = "phoneconfirm.connection"
 _HTML_PAGE = (
     b"<!DOCTYPE html>\n<html><head><title>502 Bad Gateway</title></head>"
     b"<body><h1>Bad Gateway</h1><p>The upstream server is unavailable.</p></body></html>\n"
 )
 
 
-def _transport(scope: Scope) -> asyncio.Transport:
-    """The socket transport under this request (uvicorn's cycle object holds it)."""
-    send = scope[_RAW_SEND]
-    transport = getattr(getattr(send, "__self__", None), "transport", None)
-    if transport is None:  # pragma: no cover - only on a server other than uvicorn
-        raise RuntimeError("connection faults need the emulator's uvicorn server")
-    return transport  # type: ignore[no-any-return]
+class Connection(Protocol):
+    """What connection faults need of whatever carries the request: ASGI has no way to
+    drop a connection, so the server (a socket, or ``phoneconfirm_async.testing``'s
+    in-process transport) puts one of these in the scope under :data:`CONNECTION_KEY`."""
+
+    async def hang(self, seconds: float) -> None:
+        """Hold the request for ``seconds``, or until the server stops."""
+        ...
+
+    def drop(self) -> None:
+        """Break the connection now: the client sees it closed, whatever was sent."""
+        ...
+
+
+def _connection(scope: Scope) -> Connection:
+    connection = scope.get(CONNECTION_KEY)
+    if connection is None:  # pragma: no cover - only on a server other than ours
+        raise RuntimeError("connection faults need the emulator's own server or transport")
+    return connection  # type: ignore[no-any-return]
 
 
 class _ConnectionFault(Response):
     """A 'response' that breaks the connection: reset, hang, or a body cut short."""
 
-    def __init__(self, kind: str, body: bytes, hang_seconds: float, stop: asyncio.Event) -> None:
+    def __init__(self, kind: str, body: bytes, hang_seconds: float) -> None:
         super().__init__()
         self.kind = kind
         self.full_body = body
         self.hang_seconds = hang_seconds
-        self.stop = stop
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        connection = _connection(scope)
         if self.kind == "hang":
-            with anyio.move_on_after(self.hang_seconds):
-                await self.stop.wait()
+            await connection.hang(self.hang_seconds)
         elif self.kind == "truncated":
             await send(
                 {
@@ -69,18 +80,17 @@ class _ConnectionFault(Response):
             )
             half = self.full_body[: len(self.full_body) // 2]
             await send({"type": "http.response.body", "body": half, "more_body": True})
-        _transport(scope).close()
+        connection.drop()
         # Wait until the server has seen the connection go, so it does not try to answer.
         while (await receive())["type"] != "http.disconnect":
             pass
 
 
 class EmulatorApp:
-    """ASGI entry point: the Starlette app, with the raw ``send`` kept for connection faults."""
+    """ASGI entry point: the Starlette app of the two endpoints and the call log."""
 
     def __init__(self, state: EmulatorState) -> None:
         self.state = state
-        self.stop = asyncio.Event()
         routes = []
         for path, endpoint in (("placecall", self.placecall), ("verifycode", self.verifycode)):
             routes.append(Route(f"/services/phoneconfirm/{path}/", endpoint))
@@ -89,7 +99,6 @@ class EmulatorApp:
         self.starlette: ASGIApp = Starlette(routes=routes)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        scope[_RAW_SEND] = send
         await self.starlette(scope, receive, send)
 
     async def call_log(self, request: Request) -> Response:
@@ -165,4 +174,4 @@ class EmulatorApp:
         body = (
             body or b'{"phoneconfirm": {"error": 0, "status": "valid", "message": "call placed"}}'
         )
-        return _ConnectionFault(kind, body, self.state.config.hang_seconds, self.stop)
+        return _ConnectionFault(kind, body, self.state.config.hang_seconds)

@@ -7,14 +7,50 @@ import contextlib
 import socket
 import threading
 from collections.abc import AsyncIterator
+from typing import Any
 
 import anyio
 import anyio.to_thread
 import uvicorn
+from starlette.types import ASGIApp, Receive, Scope, Send
 
-from phoneconfirm_async.emulator._app import EmulatorApp
-from phoneconfirm_async.emulator._config import CallRecord, EmulatorConfig
-from phoneconfirm_async.emulator._state import EmulatorState, Fault
+from phoneconfirm_async.emulator._app import CONNECTION_KEY
+from phoneconfirm_async.emulator._base import EmulatorBase
+from phoneconfirm_async.emulator._config import EmulatorConfig
+
+
+class _SocketConnection:
+    """A request's connection on uvicorn: dropping it closes the socket."""
+
+    __slots__ = ("send", "stopping")
+
+    def __init__(self, send: Send, stopping: asyncio.Event) -> None:
+        self.send = send
+        self.stopping = stopping
+
+    async def hang(self, seconds: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.stopping.wait(), seconds)
+
+    def drop(self) -> None:
+        # uvicorn's ``send`` is a bound method of the request cycle, which holds the socket.
+        transport: Any = getattr(getattr(self.send, "__self__", None), "transport", None)
+        if transport is None:  # pragma: no cover - only on a server other than uvicorn
+            raise RuntimeError("connection faults need the emulator's uvicorn server")
+        transport.close()
+
+
+class _Served:
+    """The emulator's app as uvicorn runs it: each request gets its socket connection."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+        #: Set when the server stops, to release hanging requests.
+        self.stopping = asyncio.Event()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        scope[CONNECTION_KEY] = _SocketConnection(send, self.stopping)
+        await self.app(scope, receive, send)
 
 
 class _Server(uvicorn.Server):
@@ -63,7 +99,7 @@ def _bind(host: str, port: int) -> socket.socket:
     return sock
 
 
-class Emulator:
+class Emulator(EmulatorBase):
     """A running emulator: where it listens, and what it has seen.
 
     Start one with :func:`run_emulator` (async code) or :meth:`start` / :meth:`stop`
@@ -71,9 +107,8 @@ class Emulator:
     """
 
     def __init__(self, config: EmulatorConfig | None = None) -> None:
-        self.config = config or EmulatorConfig()
-        self._state = EmulatorState(self.config)
-        self._app = EmulatorApp(self._state)
+        super().__init__(config)
+        self._served = _Served(self.app)
         self._sock: socket.socket | None = None
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
@@ -83,40 +118,13 @@ class Emulator:
         self.port = self.config.port
 
     def __repr__(self) -> str:
-        return f"<Emulator {self.base_url} calls={len(self._state.calls)}>"
+        return f"<Emulator {self.base_url} calls={len(self.calls)}>"
 
     @property
     def base_url(self) -> str:
         """The base URL to give a client, e.g. ``http://127.0.0.1:8099/services``."""
         host = f"[{self.host}]" if ":" in self.host else self.host
         return f"http://{host}:{self.port}/services"
-
-    @property
-    def calls(self) -> list[CallRecord]:
-        """Every call dialed so far, in dialing order (a snapshot)."""
-        return self._state.calls
-
-    @property
-    def faults(self) -> list[Fault]:
-        """Every fault injected so far, in order: endpoint, kind, and phase."""
-        return self._state.faults
-
-    @property
-    def request_count(self) -> int:
-        """How many requests reached the two service endpoints, rejected ones included."""
-        return self._state.request_count
-
-    def wait_for_requests(self, count: int, timeout: float | None = None) -> bool:
-        """Block until ``count`` requests have arrived (for tests: no polling, no sleeps)."""
-        return self._state.wait_for_requests(count, timeout)
-
-    def wait_for_calls(self, count: int, timeout: float | None = None) -> bool:
-        """Block until ``count`` calls were dialed (for tests: no polling, no sleeps)."""
-        return self._state.wait_for_calls(count, timeout)
-
-    def heard_code(self, phone: str) -> str | None:
-        """The code the simulated person heard, or None if they picked up no call yet."""
-        return self._state.heard_code(phone)
 
     # -- lifecycle ------------------------------------------------------------------------
     def start(self) -> None:
@@ -127,7 +135,7 @@ class Emulator:
         self.port = self._sock.getsockname()[1]
         ready = threading.Event()
         config = uvicorn.Config(
-            self._app,
+            self._served,
             http="httptools",
             lifespan="off",
             log_config=None,
@@ -173,7 +181,7 @@ class Emulator:
             self._sock.close()
 
     def _wake(self) -> None:
-        self._app.stop.set()
+        self._served.stopping.set()
         wake = getattr(self._server, "wake", None)
         if wake is not None:
             wake.set()
