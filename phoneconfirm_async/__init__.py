@@ -4,6 +4,7 @@ The public names live here; the modules behind them are private.
 """
 
 from phoneconfirm_async._batch import BatchItem as BatchItem
+from phoneconfirm_async._batch import BatchIterator as BatchIterator
 from phoneconfirm_async._client import PhoneConfirmClient as PhoneConfirmClient
 from phoneconfirm_async._errors import ApiError as ApiError
 from phoneconfirm_async._errors import AuthenticationError as AuthenticationError
@@ -28,12 +29,16 @@ from phoneconfirm_async._retry import RetryPolicy as RetryPolicy
 from phoneconfirm_async._scheduler import ConfirmationScheduler as ConfirmationScheduler
 from phoneconfirm_async._scheduler import ConfirmationSession as ConfirmationSession
 from phoneconfirm_async._scheduler import SessionState as SessionState
+from phoneconfirm_async._transport import Transport as Transport
+from phoneconfirm_async._transport import TransportRequest as TransportRequest
+from phoneconfirm_async._transport import TransportResponse as TransportResponse
 from phoneconfirm_async._version import __version__ as __version__
 
 __all__ = [
     "ApiError",
     "AuthenticationError",
     "BatchItem",
+    "BatchIterator",
     "CallOutcomeUnknownError",
     "ConfigurationError",
     "ConfirmationScheduler",
@@ -52,8 +57,18 @@ __all__ = [
     "RetryPolicy",
     "ServerError",
     "SessionState",
+    "Transport",
     "TransportError",
+    "TransportRequest",
+    "TransportResponse",
     "ValidationError",
     "VerifyRequest",
     "VerifyResult",
 ]
+
+# Reprs and tracebacks show the public path (phoneconfirm_async.X), not the private module.
+for _name in __all__:
+    _member = globals()[_name]
+    if isinstance(_member, type):
+        _member.__module__ = __name__
+del _name, _member

@@ -10,15 +10,17 @@ never re-sent, unless the caller asks.
 from __future__ import annotations
 
 import contextlib
+import os
 from collections.abc import AsyncIterable, AsyncIterator, Iterable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Generic, TypeVar
+from typing import Any, Generic, Self, TypeVar
 
 import anyio
 import anyio.lowlevel
 from anyio.abc import TaskGroup
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
+from phoneconfirm_async._engine import RequestEngine
 from phoneconfirm_async._errors import (
     CallOutcomeUnknownError,
     ConfigurationError,
@@ -26,18 +28,14 @@ from phoneconfirm_async._errors import (
     TransportError,
     ValidationError,
 )
-from phoneconfirm_async._journal import Journal, Kind, Record
+from phoneconfirm_async._journal import Journal, Record
 from phoneconfirm_async._models import (
+    Operation,
     PlaceCallRequest,
     PlaceCallResult,
     VerifyRequest,
     VerifyResult,
 )
-
-if TYPE_CHECKING:
-    import os
-
-    from phoneconfirm_async._client import PhoneConfirmClient
 
 RequestT = TypeVar("RequestT", PlaceCallRequest, VerifyRequest)
 ResultT = TypeVar("ResultT", PlaceCallResult, VerifyResult)
@@ -82,31 +80,31 @@ class _Batch(Generic[RequestT, ResultT]):
 
     def __init__(
         self,
-        kind: Kind,
-        client: PhoneConfirmClient,
+        operation: Operation,
+        engine: RequestEngine,
         rows: Iterable[Any] | AsyncIterable[Any],
+        *,
         concurrency: int,
         journal_path: str | os.PathLike[str] | None,
+        journal_key: str,
         resend_unknown: bool,
     ) -> None:
-        self.kind = kind
-        self.client = client
+        self.operation = operation
+        self.engine = engine
         self.rows = rows
         self.concurrency = concurrency
         self.journal_path = journal_path
+        self.journal_key = journal_key
         self.resend_unknown = resend_unknown
         self.journal: Journal | None = None
         self.error: BaseException | None = None
 
     # -- per kind ---------------------------------------------------------------------------
     def _request(self, row: Any) -> RequestT:
-        cls: Any = PlaceCallRequest if self.kind == "place" else VerifyRequest
+        place = self.operation == "placecall"
+        cls: Any = PlaceCallRequest if place else VerifyRequest
         if not isinstance(row, cls | Mapping):
-            fields = (
-                "phone, country_code, code"
-                if self.kind == "place"
-                else ("transaction_number, code")
-            )
+            fields = "phone, country_code, code" if place else "transaction_number, code"
             raise ValidationError("row", f"must be a {cls.__name__} or a mapping with {fields}")
         request: RequestT = cls.from_row(row)
         return request
@@ -118,17 +116,14 @@ class _Batch(Generic[RequestT, ResultT]):
 
     async def _send(self, request: RequestT) -> ResultT:
         result: Any
-        # Requests were validated when they were built: skip the public methods' checks.
         if isinstance(request, PlaceCallRequest):
-            result = await self.client._place(
-                request.phone, request.country_code, request.code, [], None
-            )
+            result = await self.engine.place(request)
         else:
-            result = await self.client._verify(request.transaction_number, request.code, None)
+            result = await self.engine.verify(request)
         return result  # type: ignore[no-any-return]
 
     def _result(self, raw: Mapping[str, Any]) -> ResultT:
-        cls: Any = PlaceCallResult if self.kind == "place" else VerifyResult
+        cls: Any = PlaceCallResult if self.operation == "placecall" else VerifyResult
         return cls.from_fields(dict(raw))  # type: ignore[no-any-return]
 
     # -- the run ----------------------------------------------------------------------------
@@ -138,7 +133,7 @@ class _Batch(Generic[RequestT, ResultT]):
             async with send:
                 if self.journal_path is not None:
                     self.journal = await Journal.open(
-                        self.journal_path, self.kind, self.client._api_key
+                        self.journal_path, self.operation, self.journal_key
                     )
                 source: Any = _rows_of(self.rows)
                 try:
@@ -193,11 +188,11 @@ class _Batch(Generic[RequestT, ResultT]):
             result = await self._send(request)
         except CallOutcomeUnknownError as exc:
             if journal is not None:
-                await journal.mark(index, fingerprint, "unknown", _error_payload(exc.cause))
+                await journal.mark(index, fingerprint, "unknown", exc.cause.as_dict())
             return BatchItem(index, request, None, exc)
         except PhoneConfirmError as exc:
             if journal is not None:
-                await journal.mark(index, fingerprint, "failed", _error_payload(exc))
+                await journal.mark(index, fingerprint, "failed", exc.as_dict())
             return BatchItem(index, request, None, exc)
         if journal is not None:
             await journal.mark(index, fingerprint, "done", {"raw": result.raw})
@@ -217,9 +212,10 @@ class _Batch(Generic[RequestT, ResultT]):
             return BatchItem(
                 index, request, self._result(record.payload["raw"]), None, from_journal=True
             )
-        may_have_gone_out = record.state in ("sending", "unknown") and self.kind == "place"
+        placement = self.operation == "placecall"
+        may_have_gone_out = placement and record.state in ("sending", "unknown")
         if may_have_gone_out and not self.resend_unknown:
-            cause = TransportError(_describe(record), sent=True, kind="interrupted")
+            cause = TransportError(_interruption(record), sent=True, kind="interrupted")
             return BatchItem(
                 index, request, None, CallOutcomeUnknownError(cause), from_journal=True
             )
@@ -286,44 +282,60 @@ async def _take(receive: MemoryObjectReceiveStream[_T]) -> _T:
         return await receive.receive()
 
 
-def _error_payload(error: PhoneConfirmError) -> dict[str, str]:
-    return {"type": type(error).__name__, "message": str(error)}
-
-
-def _describe(record: Record) -> str:
+def _interruption(record: Record) -> str:
+    """Why a placement that an earlier run handled may have gone out."""
     if record.state == "sending":
         return "an earlier run sent this placement and ended before its answer was recorded"
     payload = record.payload or {}
     return f"an earlier run lost the answer: {payload.get('type')}: {payload.get('message')}"
 
 
-class BatchIterator(Generic[RequestT, ResultT]):
-    """The items of a running batch, as they complete (``async for item in ...``).
+class BatchIterator(anyio.AsyncContextManagerMixin, Generic[RequestT, ResultT]):
+    """The items of a batch, as they complete (``async for item in ...``).
 
-    The batch runs in the client's task group; this object only reads a channel, so
-    leaving the loop early is safe: dropping the iterator (or ``await aclose()``, or
-    ``async with``) cancels the batch, in-flight rows included. An error of the input or of
-    the journal is raised by the loop after the items that were done.
+    The batch starts with the loop (or the ``async with`` block) and runs in its client's
+    task group; this object reads its items from a channel. Stopping is structural: leaving
+    ``async with client.place_many(...) as items`` (or ``await items.aclose()``) cancels the
+    batch, rows in flight included, and returns once it has stopped; leaving the client's
+    block cancels every batch still running. A loop left early without either keeps at most
+    the rows in flight running until the client closes: use ``async with`` when you may
+    ``break``. An error of the input or of the journal is raised by the loop after the
+    items that were done.
     """
 
-    def __init__(self, batch: _Batch[RequestT, ResultT], tg: TaskGroup) -> None:
+    def __init__(self, batch: _Batch[RequestT, ResultT], tasks: TaskGroup) -> None:
         self._batch: _Batch[RequestT, ResultT] = batch
+        self._tasks = tasks
         send: MemoryObjectSendStream[BatchItem[RequestT, ResultT]]
         receive: MemoryObjectReceiveStream[BatchItem[RequestT, ResultT]]
         send, receive = anyio.create_memory_object_stream(batch.concurrency)
         self._send: MemoryObjectSendStream[BatchItem[RequestT, ResultT]] = send
         self._receive: MemoryObjectReceiveStream[BatchItem[RequestT, ResultT]] = receive
         self._scope = anyio.CancelScope()
-        tg.start_soon(self._run)
+        self._stopped = anyio.Event()
+        self._started = False
+
+    def _start(self) -> None:
+        if not self._started:
+            self._started = True
+            self._tasks.start_soon(self._run)
 
     async def _run(self) -> None:
-        with self._scope:
-            await self._batch.run(self._send)
+        try:
+            with self._scope:
+                await self._batch.run(self._send)
+        except anyio.get_cancelled_exc_class():
+            # Cancelled by the client's exit: nobody reads the items any more.
+            self._receive.close()
+            raise
+        finally:
+            self._stopped.set()
 
-    def __aiter__(self) -> BatchIterator[RequestT, ResultT]:
+    def __aiter__(self) -> Self:
         return self
 
     async def __anext__(self) -> BatchItem[RequestT, ResultT]:
+        self._start()
         try:
             item: BatchItem[RequestT, ResultT] = await _take(self._receive)
         except (anyio.EndOfStream, anyio.ClosedResourceError):
@@ -335,35 +347,47 @@ class BatchIterator(Generic[RequestT, ResultT]):
         return item
 
     async def aclose(self) -> None:
-        """Stop the batch (rows in flight are cancelled)."""
+        """Stop the batch (rows in flight are cancelled); return once it has stopped."""
         self._scope.cancel()
         self._receive.close()
-        await anyio.lowlevel.checkpoint()
+        if self._started:
+            with anyio.CancelScope(shield=True):
+                await self._stopped.wait()
+        else:
+            await anyio.lowlevel.checkpoint()
 
-    async def __aenter__(self) -> BatchIterator[RequestT, ResultT]:
-        return self
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        await self.aclose()
-
-    def __del__(self) -> None:
-        # The consumer dropped the iterator (a break in ``async for``): stop the batch. This
-        # may run after the event loop is gone, when there is nothing left to stop.
-        with contextlib.suppress(Exception):
-            self._receive.close()
-        with contextlib.suppress(Exception):
-            self._scope.cancel()
+    @contextlib.asynccontextmanager
+    async def __asynccontextmanager__(self) -> AsyncIterator[Self]:
+        self._start()
+        try:
+            yield self
+        finally:
+            await self.aclose()
 
 
 def run_batch(
-    kind: Kind,
-    client: PhoneConfirmClient,
-    tg: TaskGroup,
+    operation: Operation,
+    engine: RequestEngine,
+    tasks: TaskGroup,
     rows: Iterable[Any] | AsyncIterable[Any],
+    *,
     concurrency: int,
     journal: str | os.PathLike[str] | None,
+    journal_key: str,
     resend_unknown: bool,
 ) -> BatchIterator[Any, Any]:
-    """Start a batch in the client's task group; return the iterator of its items."""
-    batch: _Batch[Any, Any] = _Batch(kind, client, rows, concurrency, journal, resend_unknown)
-    return BatchIterator(batch, tg)
+    """A batch that will run in ``tasks``; return the iterator of its items.
+
+    ``journal_key`` keys the journal's row hashes (the client's API key, so that the same
+    rows sent with another key do not match).
+    """
+    batch: _Batch[Any, Any] = _Batch(
+        operation,
+        engine,
+        rows,
+        concurrency=concurrency,
+        journal_path=journal,
+        journal_key=journal_key,
+        resend_unknown=resend_unknown,
+    )
+    return BatchIterator(batch, tasks)

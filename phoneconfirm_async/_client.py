@@ -1,73 +1,55 @@
-"""PhoneConfirmClient: the two operations, with limits, retries and redaction."""
+"""PhoneConfirmClient: settings, lifetime, and the doors to the operations, the scheduler
+and batches. Requests themselves run in the engine (``_engine``)."""
 
 from __future__ import annotations
 
+import contextlib
 import enum
-import logging
 import math
 import os
-from collections.abc import AsyncIterable, Iterable
+from collections.abc import AsyncIterable, AsyncIterator, Iterable, Mapping
 from datetime import datetime, timedelta
-from types import TracebackType
-from typing import TYPE_CHECKING, Any, Final, Literal, Self
+from types import MappingProxyType
+from typing import Any, ClassVar, Final, Literal, Protocol, Self
 
 import anyio
 import httpx
 from anyio.abc import TaskGroup
 
 from phoneconfirm_async import _validation
-from phoneconfirm_async._errors import (
-    ConfigurationError,
-    PhoneConfirmError,
-)
-from phoneconfirm_async._limits import RateLimiter
+from phoneconfirm_async._batch import BatchIterator, PlaceRow, VerifyRow, run_batch
+from phoneconfirm_async._engine import Engine, EngineSettings, Params
+from phoneconfirm_async._errors import ConfigurationError
+from phoneconfirm_async._httpx_transport import HttpxTransport, PooledHttpxTransport
+from phoneconfirm_async._lifetime import background_tasks
 from phoneconfirm_async._models import (
+    Operation,
     PlaceCallRequest,
     PlaceCallResult,
     VerifyRequest,
     VerifyResult,
 )
 from phoneconfirm_async._parsers import ParserRegistry
-from phoneconfirm_async._redact import install_log_filters, mask_phone, redact_text
-from phoneconfirm_async._request import RequestAttempt
-from phoneconfirm_async._retry import (
-    Operation,
-    RetryBudget,
-    RetryPolicy,
-    call_with_retries,
-)
-from phoneconfirm_async._wire import (
-    HttpxWire,
-    ShardedHttpxWire,
-    Wire,
-)
-
-if TYPE_CHECKING:
-    from phoneconfirm_async._batch import BatchIterator, PlaceRow, VerifyRow
-    from phoneconfirm_async._scheduler import ConfirmationScheduler
+from phoneconfirm_async._redact import install_log_filters
+from phoneconfirm_async._retry import RetryPolicy
+from phoneconfirm_async._scheduler import DEFAULT_RETAIN, ConfirmationScheduler
+from phoneconfirm_async._transport import BoundedTransport, Transport
 
 DEFAULT_BASE_URL: Final = "https://www.xverify.com/services"
-ENV_API_KEY: Final = "PHONECONFIRM_API_KEY"
-ENV_DOMAIN: Final = "PHONECONFIRM_DOMAIN"
-ENV_BASE_URL: Final = "PHONECONFIRM_BASE_URL"
-ENV_SECRET_KEY: Final = "PHONECONFIRM_SECRET_KEY"  # noqa: S105 - a variable name
+DEFAULT_ATTEMPT_TIMEOUT: Final = 30.0
 
 TransportName = Literal["auto", "httpx", "aiohttp"]
 ResponseFormat = Literal["json", "xml"]
 
-logger = logging.getLogger("phoneconfirm_async")
+
+class _Closable(Protocol):
+    async def aclose(self) -> None: ...
 
 
 class _State(enum.Enum):
     UNOPENED = "unopened"
     OPEN = "open"
     CLOSED = "closed"
-
-
-def _setting(value: str | None, variable: str) -> str | None:
-    if value is None:
-        value = os.environ.get(variable) or None
-    return value
 
 
 def _running_on_asyncio() -> bool:
@@ -80,7 +62,7 @@ def _running_on_asyncio() -> bool:
     return True
 
 
-class PhoneConfirmClient:
+class PhoneConfirmClient(anyio.AsyncContextManagerMixin):
     """An async client for the Phone Confirm service, on asyncio or trio.
 
     Use it as an async context manager; one client serves a whole application::
@@ -97,13 +79,18 @@ class PhoneConfirmClient:
         response_format: ``"json"`` or ``"xml"``, the ``type`` asked of the service.
         secret_key: sent with call placements when set; default ``PHONECONFIRM_SECRET_KEY``.
         timeout: seconds for connect, pool, write and each read; None for no timeout.
+        attempt_timeout: seconds one whole attempt (connect, send, headers, body) may take;
+            None for no bound. Past it the attempt is a ``TransportError`` with
+            ``kind="attempt_timeout"``, counted as sent. The retry policy's ``deadline``
+            also bounds an attempt in flight.
         retry: the default :class:`RetryPolicy` (``RetryPolicy.none()`` turns retries off).
         retry_budget: retries the whole client may burst before successes earn them back
             (None: 100; 0: no retries at all).
         max_concurrency: requests in flight at once, across the whole client.
         rate_limit: request starts per second (token bucket), or None for no limit.
-        transport: ``"auto"`` (aiohttp on asyncio when installed, else httpx), ``"httpx"`` or
-            ``"aiohttp"`` (asyncio only).
+        transport: ``"auto"`` (aiohttp on asyncio when installed, else httpx), ``"httpx"``,
+            ``"aiohttp"`` (asyncio only), or an object implementing :class:`Transport`
+            (used as given, never closed by the client).
         http_client: your own ``httpx.AsyncClient`` (not closed by this client).
         parsers: a :class:`ParserRegistry`; default ``ParserRegistry.default()``.
 
@@ -111,6 +98,16 @@ class PhoneConfirmClient:
         ConfigurationError: a setting is missing or invalid (it names the argument or the
             environment variable).
     """
+
+    #: The environment variable each setting falls back to when it is not given.
+    env_vars: ClassVar[Mapping[str, str]] = MappingProxyType(
+        {
+            "api_key": "PHONECONFIRM_API_KEY",
+            "domain": "PHONECONFIRM_DOMAIN",
+            "base_url": "PHONECONFIRM_BASE_URL",
+            "secret_key": "PHONECONFIRM_SECRET_KEY",
+        }
+    )
 
     def __init__(
         self,
@@ -121,117 +118,130 @@ class PhoneConfirmClient:
         response_format: ResponseFormat = "json",
         secret_key: str | None = None,
         timeout: float | None = 10.0,
+        attempt_timeout: float | None = DEFAULT_ATTEMPT_TIMEOUT,
         retry: RetryPolicy | None = None,
         retry_budget: int | None = None,
         max_concurrency: int = 100,
         rate_limit: float | None = None,
-        transport: TransportName = "auto",
+        transport: TransportName | Transport = "auto",
         http_client: httpx.AsyncClient | None = None,
         parsers: ParserRegistry | None = None,
     ) -> None:
-        key = _setting(api_key, ENV_API_KEY)
+        key = self._setting(api_key, "api_key")
         if not key:
-            raise ConfigurationError(f"no API key: pass api_key= (--api-key) or set {ENV_API_KEY}")
-        trusted_domain = _setting(domain, ENV_DOMAIN)
+            raise ConfigurationError(
+                f"no API key: pass api_key= (--api-key) or set {self.env_vars['api_key']}"
+            )
+        trusted_domain = self._setting(domain, "domain")
         if not trusted_domain:
-            raise ConfigurationError(f"no domain: pass domain= (--domain) or set {ENV_DOMAIN}")
+            raise ConfigurationError(
+                f"no domain: pass domain= (--domain) or set {self.env_vars['domain']}"
+            )
         self._api_key = key
-        self._secret_key = _setting(secret_key, ENV_SECRET_KEY)
         self.domain = trusted_domain
-        self.base_url = _check_base_url(_setting(base_url, ENV_BASE_URL) or DEFAULT_BASE_URL)
+        self.base_url = _check_base_url(self._setting(base_url, "base_url") or DEFAULT_BASE_URL)
         if response_format not in ("json", "xml"):
             raise ConfigurationError("response_format must be 'json' or 'xml'")
         self.response_format: ResponseFormat = response_format
-        if timeout is not None and not timeout > 0:
-            raise ConfigurationError("timeout must be positive seconds, or None")
-        self.timeout = timeout
+        self.timeout = _seconds_or_none("timeout", timeout)
+        self.attempt_timeout = _seconds_or_none("attempt_timeout", attempt_timeout)
         self.retry = retry if retry is not None else RetryPolicy()
-        try:
-            self._budget = RetryBudget(100 if retry_budget is None else retry_budget)
-        except ValueError as exc:
-            raise ConfigurationError(f"retry_budget: {exc}") from None
+        budget = 100 if retry_budget is None else retry_budget
+        if not isinstance(budget, int) or budget < 0:
+            raise ConfigurationError("retry_budget must be a whole number >= 0, or None")
         if not isinstance(max_concurrency, int) or max_concurrency < 1:
             raise ConfigurationError("max_concurrency must be a whole number >= 1")
         self.max_concurrency = max_concurrency
+        if rate_limit is not None and not 0 < rate_limit < math.inf:
+            raise ConfigurationError(
+                "rate_limit must be a positive, finite number of requests per second, or None"
+            )
         self.rate_limit = rate_limit
-        try:
-            self._rate = RateLimiter(rate_limit) if rate_limit is not None else None
-        except ValueError as exc:
-            raise ConfigurationError(f"rate_limit: {exc}") from None
-        if transport not in ("auto", "httpx", "aiohttp"):
-            raise ConfigurationError("transport must be 'auto', 'httpx' or 'aiohttp'")
-        if transport == "aiohttp" and http_client is not None:
-            raise ConfigurationError("http_client is an httpx client: use transport='httpx'")
-        self._transport_choice: TransportName = transport
+        self._transport_choice = _check_transport(transport, http_client)
         self._http_client = http_client
         self.parsers = parsers if parsers is not None else ParserRegistry.default()
         if response_format not in self.parsers:
             raise ConfigurationError(f"parsers has no {response_format!r} parser")
-        self._placecall_url = f"{self.base_url}/phoneconfirm/placecall/"
-        self._verifycode_url = f"{self.base_url}/phoneconfirm/verifycode/"
+        self._settings = EngineSettings(
+            api_key=key,
+            secret_key=self._setting(secret_key, "secret_key"),
+            domain=trusted_domain,
+            base_url=self.base_url,
+            response_format=response_format,
+            timeout=self.timeout,
+            attempt_timeout=self.attempt_timeout,
+            retry=self.retry,
+            retry_budget=budget,
+            max_concurrency=max_concurrency,
+            rate_limit=rate_limit,
+            parsers=self.parsers,
+        )
         self._state = _State.UNOPENED
-        self._wire: Wire | None = None
-        self._background: TaskGroup | None = None
-        self._slots = anyio.Semaphore(max_concurrency)
+        self._engine: Engine | None = None
+        self._tasks: TaskGroup | None = None
+        self._owned: _Closable | None = None
+        self._transport_name = (
+            transport if isinstance(transport, str) else getattr(transport, "name", None)
+        ) or type(transport).__name__
         install_log_filters()
 
+    @classmethod
+    def _setting(cls, value: str | None, name: str) -> str | None:
+        if value is None:
+            value = os.environ.get(cls.env_vars[name]) or None
+        return value
+
     def __repr__(self) -> str:
-        transport = self._wire.name if self._wire is not None else self._transport_choice
         return (
             f"<PhoneConfirmClient base_url={self.base_url!r} domain={self.domain!r} "
-            f"transport={transport!r} {self._state.value}>"
+            f"transport={self.transport!r} {self._state.value}>"
         )
 
     @property
     def transport(self) -> str:
-        """The wire layer in use (``"httpx"`` or ``"aiohttp"``), once the client is open."""
-        if self._wire is None:
-            return self._transport_choice
-        return self._wire.name
+        """The transport's name: ``"httpx"`` or ``"aiohttp"`` once open (``"auto"`` before),
+        or the ``name`` (else the class name) of a transport object."""
+        return self._transport_name
 
-    # -- lifecycle ------------------------------------------------------------------------
-    async def __aenter__(self) -> Self:
+    # -- lifetime -------------------------------------------------------------------------
+    @contextlib.asynccontextmanager
+    async def __asynccontextmanager__(self) -> AsyncIterator[Self]:
         if self._state is not _State.UNOPENED:
             raise RuntimeError("a PhoneConfirmClient can be opened only once; create a new one")
-        self._wire = self._open_wire()
-        background = anyio.create_task_group()
-        await background.__aenter__()
-        self._background = background
+        transport, self._owned = self._open_transport()
+        self._engine = Engine(self._settings, transport)
         self._state = _State.OPEN
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
         try:
-            if self._background is not None:
-                self._background.cancel_scope.cancel()
-                # Exit without the block's exception: a task group would wrap it in an
-                # ExceptionGroup. Batches still running are cancelled; the block's own
-                # exception goes on unchanged.
-                await self._background.__aexit__(None, None, None)
+            # Batches run here: leaving the block cancels the ones still running.
+            async with background_tasks() as tasks:
+                self._tasks = tasks
+                yield self
         finally:
+            self._tasks = None
             await self.aclose()
 
     async def aclose(self) -> None:
-        """Close the connections this client owns (a borrowed ``http_client`` stays open)."""
-        if self._state is _State.CLOSED:
-            return
+        """Refuse further requests and close the connections this client owns (a borrowed
+        ``http_client`` or a transport object stays open). Leaving the block does this."""
         self._state = _State.CLOSED
-        if self._wire is not None:
+        if self._engine is not None:
+            self._engine.close()
+        owned, self._owned = self._owned, None
+        if owned is not None:
             with anyio.CancelScope(shield=True):
-                await self._wire.aclose()
+                await owned.aclose()
 
-    def _open_wire(self) -> Wire:
+    def _open_transport(self) -> tuple[Transport, _Closable | None]:
+        """The transport for this run, and the part of it this client must close."""
         choice = self._transport_choice
+        if not isinstance(choice, str):
+            return BoundedTransport(choice), None
         if self._http_client is not None:
-            return HttpxWire(self._http_client)
+            self._transport_name = "httpx"
+            return HttpxTransport(self._http_client), None
         if choice in ("auto", "aiohttp") and _running_on_asyncio():
             try:
-                from phoneconfirm_async._wire_aiohttp import AiohttpWire
+                from phoneconfirm_async._aiohttp_transport import AiohttpTransport
             except ImportError:
                 if choice == "aiohttp":
                     raise ConfigurationError(
@@ -239,22 +249,27 @@ class PhoneConfirmClient:
                         "pip install 'phoneconfirm-async[aiohttp]'"
                     ) from None
             else:
-                return AiohttpWire(self.max_concurrency)
+                aiohttp_transport = AiohttpTransport(self.max_concurrency)
+                self._transport_name = aiohttp_transport.name
+                return aiohttp_transport, aiohttp_transport
         elif choice == "aiohttp":
             raise ConfigurationError("transport='aiohttp' runs on asyncio only; use 'httpx'")
-        return ShardedHttpxWire(self.max_concurrency, self.timeout)
+        pooled = PooledHttpxTransport(self.max_concurrency, self.timeout)
+        self._transport_name = pooled.name
+        return pooled, pooled
 
-    def _require_open(self) -> Wire:
-        if self._state is _State.OPEN and self._wire is not None:
-            return self._wire
+    def _require_open(self) -> Engine:
+        if self._state is _State.OPEN and self._engine is not None:
+            return self._engine
         if self._state is _State.CLOSED:
             raise RuntimeError("this PhoneConfirmClient is closed; create a new one")
         raise RuntimeError(
             "this PhoneConfirmClient is not open: use 'async with PhoneConfirmClient(...) as c'"
         )
 
+    # -- doors ----------------------------------------------------------------------------
     def scheduler(
-        self, *, retry: RetryPolicy | None = None, retain: float = 3600.0
+        self, *, retry: RetryPolicy | None = None, retain: float = DEFAULT_RETAIN
     ) -> ConfirmationScheduler:
         """A local redial scheduler on this client (use it with ``async with``).
 
@@ -262,8 +277,6 @@ class PhoneConfirmClient:
         every ``redial_interval`` until verified or ``1 + redial_count`` calls were placed,
         and never sends redial arguments to the service.
         """
-        from phoneconfirm_async._scheduler import ConfirmationScheduler
-
         return ConfirmationScheduler(self, retry=retry, retain=retain)
 
     def place_many(
@@ -286,10 +299,13 @@ class PhoneConfirmClient:
                 earlier run (off by default: they are reported with
                 ``CallOutcomeUnknownError``).
 
-        A failing row never stops the batch: its item carries the error. An error of the
-        input itself (the iterable raised) or of the journal is raised by the loop.
+        The batch starts when the loop (or ``async with``) does and runs in the client's
+        task group. Leaving an ``async with`` block around it cancels it, rows in flight
+        included; so does leaving the client's block. A failing row never stops the batch:
+        its item carries the error. An error of the input itself (the iterable raised) or
+        of the journal is raised by the loop.
         """
-        return self._batch("place", rows, concurrency, journal, resend_unknown)
+        return self._batch("placecall", rows, concurrency, journal, resend_unknown)
 
     def verify_many(
         self,
@@ -304,24 +320,30 @@ class PhoneConfirmClient:
         ``code``. Otherwise as :meth:`place_many`; verifications are safe to repeat, so a
         resumed run sends again whatever did not finish.
         """
-        return self._batch("verify", pairs, concurrency, journal, False)
+        return self._batch("verifycode", pairs, concurrency, journal, False)
 
     def _batch(
         self,
-        kind: Literal["place", "verify"],
+        operation: Operation,
         rows: Iterable[Any] | AsyncIterable[Any],
         concurrency: int | None,
         journal: str | os.PathLike[str] | None,
         resend_unknown: bool,
     ) -> BatchIterator[Any, Any]:
-        from phoneconfirm_async._batch import run_batch
-
-        self._require_open()
-        assert self._background is not None
+        engine = self._require_open()
+        assert self._tasks is not None
         if concurrency is not None and (not isinstance(concurrency, int) or concurrency < 1):
             raise ConfigurationError("concurrency must be a whole number >= 1")
-        size = concurrency or self.max_concurrency
-        return run_batch(kind, self, self._background, rows, size, journal, resend_unknown)
+        return run_batch(
+            operation,
+            engine,
+            self._tasks,
+            rows,
+            concurrency=concurrency or self.max_concurrency,
+            journal=journal,
+            journal_key=self._api_key,
+            resend_unknown=resend_unknown,
+        )
 
     # -- operations -----------------------------------------------------------------------
     async def place_call(
@@ -361,42 +383,11 @@ class PhoneConfirmClient:
             ApiError: the service refused (its subclasses say why).
             TransportError: the service could not be reached, after retries.
         """
-        phone = _validation.phone(phone)
-        country_code = _validation.country_code(country_code)
-        code = _validation.code(code)
-        scheduling: list[tuple[str, str]] = []
-        if redial_count is not None:
-            scheduling.append(("redial_count", str(_validation.redial_count(redial_count))))
-        if redial_interval is not None:
-            seconds = _validation.redial_interval(redial_interval)
-            scheduling.append(("redial_interval", str(math.ceil(seconds))))
-        if call_place_time is not None:
-            when = _validation.place_time(call_place_time)
-            scheduling.append(("call_place_time", _validation.place_time_wire(when)))
-        return await self._place(phone, country_code, code, scheduling, retry)
-
-    async def _place(
-        self,
-        phone: str,
-        country_code: str,
-        code: str,
-        scheduling: list[tuple[str, str]],
-        retry: RetryPolicy | None,
-    ) -> PlaceCallResult:
-        """place_call after validation (the batch engine's requests are validated already)."""
-        params = [("phone", phone), ("country_code", country_code), ("code", code), *scheduling]
-        if self._secret_key:
-            params.append(("secret_key", self._secret_key))
-        fields = await self._execute("placecall", params, code, retry, unsafe=True)
-        result: PlaceCallResult = PlaceCallResult.from_fields(fields)
-        if logger.isEnabledFor(logging.DEBUG):
-            logger.debug(
-                "placecall phone=%s status=%s transaction=%s",
-                mask_phone(phone),
-                result.status,
-                result.transaction_number,
-            )
-        return result
+        request = PlaceCallRequest(phone, country_code, code)
+        scheduling: Params = ()
+        if redial_count is not None or redial_interval is not None or call_place_time is not None:
+            scheduling = _server_side_redials(redial_count, redial_interval, call_place_time)
+        return await self._require_open().place(request, retry=retry, scheduling=scheduling)
 
     async def verify_code(
         self, transaction_number: str | None, code: str, *, retry: RetryPolicy | None = None
@@ -416,52 +407,65 @@ class PhoneConfirmClient:
             ApiError: the service refused (its subclasses say why).
             TransportError: the service could not be reached, after retries.
         """
-        return await self._verify(
-            _validation.transaction_number(transaction_number), _validation.code(code), retry
-        )
+        request = VerifyRequest(transaction_number, code)  # type: ignore[arg-type]
+        return await self._require_open().verify(request, retry=retry)
 
-    async def _verify(
-        self, transaction_number: str, code: str, retry: RetryPolicy | None
+    async def place(
+        self, request: PlaceCallRequest, *, retry: RetryPolicy | None = None
+    ) -> PlaceCallResult:
+        """:meth:`place_call` for a request built already (validated when it was made)."""
+        return await self._require_open().place(request, retry=retry)
+
+    async def verify(
+        self, request: VerifyRequest, *, retry: RetryPolicy | None = None
     ) -> VerifyResult:
-        """verify_code after validation."""
-        params = [("transaction_number", transaction_number), ("code", code)]
-        fields = await self._execute("verifycode", params, code, retry, unsafe=False)
-        result: VerifyResult = VerifyResult.from_fields(fields)
-        if logger.isEnabledFor(logging.DEBUG):
-            logger.debug(
-                "verifycode transaction=%s status=%s", result.transaction_number, result.status
+        """:meth:`verify_code` for a request built already (validated when it was made)."""
+        return await self._require_open().verify(request, retry=retry)
+
+
+def _server_side_redials(
+    redial_count: int | None,
+    redial_interval: float | timedelta | None,
+    call_place_time: datetime | timedelta | float | None,
+) -> Params:
+    """The redial arguments ``place_call`` passes to the service, in wire form."""
+    params: list[tuple[str, str]] = []
+    if redial_count is not None:
+        params.append(("redial_count", str(_validation.redial_count(redial_count))))
+    if redial_interval is not None:
+        seconds = _validation.redial_interval(redial_interval)
+        params.append(("redial_interval", str(math.ceil(seconds))))
+    if call_place_time is not None:
+        when = _validation.place_time(call_place_time)
+        params.append(("call_place_time", _validation.place_time_wire(when)))
+    return tuple(params)
+
+
+def _check_transport(
+    transport: TransportName | Transport, http_client: httpx.AsyncClient | None
+) -> TransportName | Transport:
+    if isinstance(transport, str):
+        if transport not in ("auto", "httpx", "aiohttp"):
+            raise ConfigurationError(
+                "transport must be 'auto', 'httpx', 'aiohttp' or a Transport object"
             )
-        return result
+        if transport == "aiohttp" and http_client is not None:
+            raise ConfigurationError("http_client is an httpx client: use transport='httpx'")
+        return transport
+    if not isinstance(transport, Transport):
+        raise ConfigurationError(
+            "transport must be 'auto', 'httpx', 'aiohttp' or an object with an async "
+            "send(request) method (see phoneconfirm_async.Transport)"
+        )
+    if http_client is not None:
+        raise ConfigurationError("give either a transport object or http_client, not both")
+    return transport
 
-    # -- the request path -----------------------------------------------------------------
-    async def _execute(
-        self,
-        operation: Operation,
-        params: list[tuple[str, str]],
-        code: str,
-        retry: RetryPolicy | None,
-        *,
-        unsafe: bool,
-    ) -> dict[str, Any]:
-        wire = self._require_open()
-        params += [
-            ("type", self.response_format),
-            ("apikey", self._api_key),
-            ("domain", self.domain),
-        ]
-        url = self._placecall_url if operation == "placecall" else self._verifycode_url
-        request = RequestAttempt(self, wire, url, tuple(params), code, unsafe)
-        policy = retry if retry is not None else self.retry
-        try:
-            return await call_with_retries(operation, request.attempt, policy, self._budget)
-        except PhoneConfirmError as exc:
-            # Whatever machinery re-raised it, no library exception rides along.
-            exc.__context__ = None
-            exc.__cause__ = None
-            raise
 
-    def _redact(self, text: str, code: str) -> str:
-        return redact_text(text, (self._api_key, self._secret_key, code))
+def _seconds_or_none(name: str, value: float | None) -> float | None:
+    if value is not None and not value > 0:
+        raise ConfigurationError(f"{name} must be positive seconds, or None")
+    return value
 
 
 def _check_base_url(url: str) -> str:
@@ -470,8 +474,9 @@ def _check_base_url(url: str) -> str:
     except httpx.InvalidURL:
         parsed = None
     if parsed is None or parsed.scheme not in ("http", "https") or not parsed.host:
+        variable = PhoneConfirmClient.env_vars["base_url"]
         raise ConfigurationError(
-            f"base_url (or {ENV_BASE_URL}) must be an http:// or https:// URL with a host"
+            f"base_url (or {variable}) must be an http:// or https:// URL with a host"
         )
     if parsed.query or parsed.fragment:
         raise ConfigurationError("base_url must not carry a query string or fragment")

@@ -30,6 +30,11 @@ class PhoneConfirmError(Exception):
     def __repr__(self) -> str:
         return f"{type(self).__name__}({str(self)!r})"
 
+    def as_dict(self) -> dict[str, str]:
+        """``{"type": class name, "message": text}``: how batch journals and the CLI's
+        output rows record an error (the text carries no secret)."""
+        return {"type": type(self).__name__, "message": str(self)}
+
 
 class ConfigurationError(PhoneConfirmError):
     """Raised when a setting is missing or invalid (names the argument or variable)."""

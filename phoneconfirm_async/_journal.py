@@ -26,12 +26,14 @@ import anyio
 import anyio.to_thread
 
 from phoneconfirm_async._errors import ConfigurationError
+from phoneconfirm_async._models import Operation
 
-Kind = Literal["place", "verify"]
 State = Literal["sending", "done", "failed", "unknown"]
 
 SCHEMA_VERSION: Final = 1
 _CHUNK: Final = 1024
+#: What journals of the first release wrote for the operation.
+_LEGACY_OPERATIONS: Final = {"place": "placecall", "verify": "verifycode"}
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -56,16 +58,16 @@ class Record:
 
 
 class Journal:
-    """A journal file for one batch kind (placements or verifications).
+    """A journal file for one batch operation (placements or verifications).
 
     Open it with :meth:`open` and close it with :meth:`aclose`. Rows must be looked up in
     increasing index order (as a batch reads its input), which lets the journal stream its
     records in chunks: memory stays flat for any number of rows.
     """
 
-    def __init__(self, connection: sqlite3.Connection, kind: Kind, key: bytes) -> None:
+    def __init__(self, connection: sqlite3.Connection, operation: Operation, key: bytes) -> None:
         self._db = connection
-        self.kind = kind
+        self.operation = operation
         self._key = key
         self._chunk_start = 0
         self._chunk_end = 0
@@ -76,16 +78,18 @@ class Journal:
         self._closed = False
 
     @classmethod
-    async def open(cls, path: str | os.PathLike[str], kind: Kind, api_key: str) -> Journal:
-        """Open (or create) a journal file for ``kind`` rows.
+    async def open(
+        cls, path: str | os.PathLike[str], operation: Operation, api_key: str
+    ) -> Journal:
+        """Open (or create) a journal file for ``operation`` rows.
 
         Raises:
-            ConfigurationError: the file is not a journal, or one for the other kind.
+            ConfigurationError: the file is not a journal, or one for the other operation.
         """
-        return await anyio.to_thread.run_sync(cls._open_sync, Path(path), kind, api_key)
+        return await anyio.to_thread.run_sync(cls._open_sync, Path(path), operation, api_key)
 
     @classmethod
-    def _open_sync(cls, path: Path, kind: Kind, api_key: str) -> Journal:
+    def _open_sync(cls, path: Path, operation: Operation, api_key: str) -> Journal:
         try:
             db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
             db.execute("PRAGMA journal_mode=WAL")
@@ -95,15 +99,20 @@ class Journal:
         except sqlite3.Error as exc:
             raise ConfigurationError(f"journal {path}: not a usable SQLite file ({exc})") from None
         if not meta:
-            meta = {"version": str(SCHEMA_VERSION), "kind": kind, "salt": secrets.token_hex(16)}
+            meta = {
+                "version": str(SCHEMA_VERSION),
+                "kind": operation,
+                "salt": secrets.token_hex(16),
+            }
             db.executemany("INSERT INTO meta VALUES (?, ?)", meta.items())
-        if meta.get("kind") != kind:
+        recorded = _LEGACY_OPERATIONS.get(meta.get("kind", ""), meta.get("kind"))
+        if recorded != operation:
             db.close()
             raise ConfigurationError(
-                f"journal {path} records a '{meta.get('kind')}' batch, not a '{kind}' batch"
+                f"journal {path} records a '{recorded}' batch, not a '{operation}' batch"
             )
         key = hashlib.sha256(f"{meta['salt']}:{api_key}".encode()).digest()
-        return cls(db, kind, key)
+        return cls(db, operation, key)
 
     def fingerprint(self, *fields: str) -> str:
         """A keyed hash of a row's fields (nothing readable is stored)."""

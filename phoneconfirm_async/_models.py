@@ -4,9 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from phoneconfirm_async import _validation
+
+#: The two operations of the service, named as its endpoints are.
+Operation = Literal["placecall", "verifycode"]
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,10 +11,11 @@ from __future__ import annotations
 import math
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Final, Literal, TypeVar
+from typing import Final, TypeVar
 
 import anyio
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type
+from tenacity.stop import stop_after_attempt, stop_base
 from tenacity.wait import wait_random_exponential
 
 from phoneconfirm_async._errors import (
@@ -24,9 +25,9 @@ from phoneconfirm_async._errors import (
     ServerError,
     TransportError,
 )
+from phoneconfirm_async._models import Operation
 
 T = TypeVar("T")
-Operation = Literal["placecall", "verifycode"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,19 +127,21 @@ def is_retryable(error: BaseException, policy: RetryPolicy) -> bool:
 
 async def call_with_retries(
     operation: Operation,
-    attempt: Callable[[], Awaitable[T]],
+    attempt: Callable[[float], Awaitable[T]],
     policy: RetryPolicy,
     budget: RetryBudget,
 ) -> T:
     """Run ``attempt`` until it succeeds or the policy, the deadline or the budget says stop.
 
-    The first attempt runs outside tenacity, so a call that succeeds at once (nearly all of
-    them) pays nothing for the retry machinery. The last real exception is raised, never a
-    wrapper.
+    ``attempt`` receives the deadline (on anyio's clock) that also bounds an attempt in
+    flight. The first attempt runs outside tenacity, so a call that succeeds at once (nearly
+    all of them) pays nothing for the retry machinery. The last real exception is raised,
+    never a wrapper.
     """
     started = anyio.current_time()
+    deadline = started + policy.deadline
     try:
-        result = await attempt()
+        result = await attempt(deadline)
     except PhoneConfirmError as exc:
         if policy.max_attempts == 1 or not is_retryable(exc, policy):
             raise
@@ -153,7 +156,7 @@ async def call_with_retries(
         if first_failure is not None:
             failure, first_failure = first_failure, None
             raise failure
-        return await attempt()
+        return await attempt(deadline)
 
     backoff = wait_random_exponential(multiplier=policy.initial_wait, max=policy.max_wait)
 
@@ -163,14 +166,14 @@ async def call_with_retries(
             return error.retry_after
         return float(backoff(state))
 
-    def stop(state: RetryCallState) -> bool:
-        error = _error_of(state)
-        if state.attempt_number >= policy.max_attempts or not is_retryable(error, policy):
-            return True
-        elapsed = anyio.current_time() - started
-        if elapsed + (state.upcoming_sleep or 0.0) > policy.deadline:
-            return True
-        return not budget.spend(error)  # spent last: only a retry that happens pays
+    # Evaluated in order, each only if the previous said "go on": the budget is spent last,
+    # so only a retry that happens pays.
+    stop = (
+        stop_after_attempt(policy.max_attempts)
+        | _StopUnlessRetryable(policy)
+        | _StopBeforeDeadline(deadline)
+        | _StopWhenBudgetEmpty(budget)
+    )
 
     def before_sleep(state: RetryCallState) -> None:
         if policy.on_retry is not None:
@@ -194,6 +197,41 @@ async def call_with_retries(
     result = await retrying(replay_then_attempt)
     budget.refund()
     return result
+
+
+class _StopUnlessRetryable(stop_base):
+    """Stop when the failure is not one the policy retries."""
+
+    def __init__(self, policy: RetryPolicy) -> None:
+        self.policy = policy
+
+    def __call__(self, retry_state: RetryCallState) -> bool:
+        return not is_retryable(_error_of(retry_state), self.policy)
+
+
+class _StopBeforeDeadline(stop_base):
+    """Stop when the next wait would end past the deadline.
+
+    tenacity's ``stop_before_delay`` reads ``time.monotonic``; this reads anyio's clock, so
+    trio's ``MockClock`` drives deadlines in tests as it drives the waits.
+    """
+
+    def __init__(self, deadline: float) -> None:
+        self.deadline = deadline
+
+    def __call__(self, retry_state: RetryCallState) -> bool:
+        upcoming = retry_state.upcoming_sleep or 0.0
+        return anyio.current_time() + upcoming > self.deadline
+
+
+class _StopWhenBudgetEmpty(stop_base):
+    """Stop when the client's retry budget cannot pay for this retry (else spend it)."""
+
+    def __init__(self, budget: RetryBudget) -> None:
+        self.budget = budget
+
+    def __call__(self, retry_state: RetryCallState) -> bool:
+        return not self.budget.spend(_error_of(retry_state))
 
 
 def _error_of(state: RetryCallState) -> BaseException:

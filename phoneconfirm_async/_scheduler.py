@@ -9,32 +9,36 @@ group under the client's concurrency and rate limits.
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import heapq
 import itertools
 import logging
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from datetime import datetime, timedelta
-from types import TracebackType
-from typing import TYPE_CHECKING, Final, Self
+from typing import Final, Self
 
 import anyio
 from anyio.abc import TaskGroup
 
 from phoneconfirm_async import _validation
+from phoneconfirm_async._engine import RequestEngine
 from phoneconfirm_async._errors import (
     CallOutcomeUnknownError,
     PhoneConfirmError,
     ValidationError,
 )
-from phoneconfirm_async._models import PlaceCallRequest, PlaceCallResult, VerifyResult
+from phoneconfirm_async._lifetime import background_tasks
+from phoneconfirm_async._models import (
+    PlaceCallRequest,
+    PlaceCallResult,
+    VerifyRequest,
+    VerifyResult,
+)
 from phoneconfirm_async._redact import mask_phone
 from phoneconfirm_async._retry import RetryPolicy
-
-if TYPE_CHECKING:
-    from phoneconfirm_async._client import PhoneConfirmClient
 
 logger = logging.getLogger("phoneconfirm_async")
 
@@ -72,6 +76,10 @@ class _Timer(enum.IntEnum):
     FORGET = 2
 
 
+#: What a session calls when it reaches a final state (its scheduler's bookkeeping).
+FinalStateHook = Callable[["ConfirmationSession", "SessionState"], None]
+
+
 class ConfirmationSession:
     """One person being confirmed: its calls, its state, and the way to check their code.
 
@@ -82,10 +90,11 @@ class ConfirmationSession:
 
     __slots__ = (
         "_called",
+        "_client",
         "_done",
         "_generation",
         "_in_flight",
-        "_scheduler",
+        "_on_final",
         "attempts",
         "calls_made",
         "error",
@@ -98,12 +107,15 @@ class ConfirmationSession:
 
     def __init__(
         self,
-        scheduler: ConfirmationScheduler,
         request: PlaceCallRequest,
         redial_count: int,
         redial_interval: float,
+        *,
+        client: RequestEngine,
+        on_final: FinalStateHook,
     ) -> None:
-        self._scheduler = scheduler
+        self._client = client
+        self._on_final = on_final
         self.id = secrets.token_urlsafe(16)
         self.request = request
         self.redial_count = redial_count
@@ -141,10 +153,10 @@ class ConfirmationSession:
             PhoneConfirmError: the verification itself failed (see ``verify_code``).
         """
         code = _validation.code(code)
-        transaction_number = self._latest_transaction()
-        result = await self._scheduler.client.verify_code(transaction_number, code)
+        request = VerifyRequest(self._latest_transaction(), code)
+        result = await self._client.verify(request)
         if result.verified and self.state is not SessionState.VERIFIED:
-            self._scheduler._finish(self, SessionState.VERIFIED)
+            self._on_final(self, SessionState.VERIFIED)
         return result
 
     async def cancel(self) -> None:
@@ -152,7 +164,7 @@ class ConfirmationSession:
         if self.state not in _CLOSED:
             if self._in_flight is not None:
                 self._in_flight.cancel()
-            self._scheduler._finish(self, SessionState.CANCELLED)
+            self._on_final(self, SessionState.CANCELLED)
         await anyio.lowlevel.checkpoint()
 
     async def wait(self) -> SessionState:
@@ -194,7 +206,7 @@ class ConfirmationSession:
         raise ValidationError("session", "no call has been placed yet: nothing to verify")
 
 
-class ConfirmationScheduler:
+class ConfirmationScheduler(anyio.AsyncContextManagerMixin):
     """Places calls locally at ``call_place_time``, redials every ``redial_interval`` until
     the code is verified or ``1 + redial_count`` calls were placed.
 
@@ -202,7 +214,8 @@ class ConfirmationScheduler:
     leaving the block cancels every pending session and waits for in-flight work.
 
     Args:
-        client: an open :class:`PhoneConfirmClient`.
+        client: an open :class:`PhoneConfirmClient` (any object with its ``place`` and
+            ``verify`` methods will do).
         retry: the policy for each placement (transient failures are retried inside an
             attempt and do not consume redials); default: the client's.
         retain: seconds a finished session stays findable with :meth:`get`.
@@ -212,7 +225,7 @@ class ConfirmationScheduler:
 
     def __init__(
         self,
-        client: PhoneConfirmClient,
+        client: RequestEngine,
         *,
         retry: RetryPolicy | None = None,
         retain: float = DEFAULT_RETAIN,
@@ -230,27 +243,30 @@ class ConfirmationScheduler:
         self._task_group: TaskGroup | None = None
         self._wake = anyio.Event()
         self._open = False
+        self._entered = False
+        # One bound method shared by every session (a new one per session costs memory).
+        self._on_final: FinalStateHook = self._finish
 
     def __len__(self) -> int:
         """Sessions held: pending ones and finished ones still retained."""
         return len(self._sessions)
 
-    async def __aenter__(self) -> Self:
-        if self._task_group is not None:
+    @contextlib.asynccontextmanager
+    async def __asynccontextmanager__(self) -> AsyncIterator[Self]:
+        if self._entered:
             raise RuntimeError("a ConfirmationScheduler can be entered only once")
-        self._task_group = anyio.create_task_group()
-        await self._task_group.__aenter__()
-        self._open = True
-        self._task_group.start_soon(self._drive)
-        return self
+        self._entered = True
+        async with background_tasks() as tasks:
+            self._task_group = tasks
+            self._open = True
+            tasks.start_soon(self._drive)
+            try:
+                yield self
+            finally:
+                self._close()
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> bool | None:
-        assert self._task_group is not None
+    def _close(self) -> None:
+        """Cancel every pending session; the task group then cancels in-flight work."""
         self._open = False
         for session in list(self._sessions.values()):
             if session.state not in _CLOSED and session.state is not SessionState.EXHAUSTED:
@@ -258,8 +274,6 @@ class ConfirmationScheduler:
                     session._in_flight.cancel()
                 self._finish(session, SessionState.CANCELLED)
         self._heap.clear()
-        self._task_group.cancel_scope.cancel()
-        return await self._task_group.__aexit__(exc_type, exc, tb)
 
     # -- public -----------------------------------------------------------------------------
     async def schedule(
@@ -297,7 +311,9 @@ class ConfirmationScheduler:
                 delay = when.timestamp() - self.wall_clock()
             else:
                 delay = when
-        session = ConfirmationSession(self, request, count, interval)
+        session = ConfirmationSession(
+            request, count, interval, client=self.client, on_final=self._on_final
+        )
         self._sessions[session.id] = session
         self._push(anyio.current_time() + max(delay, 0.0), _Timer.CALL, session)
         await anyio.lowlevel.checkpoint()
@@ -346,12 +362,7 @@ class ConfirmationScheduler:
         with anyio.CancelScope() as scope:
             session._in_flight = scope
             try:
-                result = await self.client.place_call(
-                    request.phone,
-                    country_code=request.country_code,
-                    code=request.code,
-                    retry=self.retry,
-                )
+                result = await self.client.place(request, retry=self.retry)
             except CallOutcomeUnknownError:
                 result = None  # a call may have gone out: it counts, and nothing is re-sent
             except PhoneConfirmError as exc:

@@ -122,7 +122,8 @@ async def test_input_is_read_lazily(emulator: Emulator) -> None:
             if seen == 50:
                 break
         assert pulled <= seen + 5 + 5  # in flight plus items waiting in the channel
-        # Leaving the loop early cancelled the batch: the client stays usable.
+        # Leaving the loop early leaves the batch waiting on its full channel (the client's
+        # exit cancels it): the client stays usable.
         assert (await client.place_call("5555559999", country_code="1", code="1")).placed
 
 
@@ -260,7 +261,7 @@ async def test_journal_of_another_input_or_kind(emulator: Emulator, tmp_path: Pa
         other = await collect(client.place_many(rows(3, start=100), journal=journal))
         assert all(isinstance(i.error, ConfigurationError) for i in other)
         assert len(emulator.calls) == 3
-        with pytest.raises(ConfigurationError, match="'place' batch"):
+        with pytest.raises(ConfigurationError, match="'placecall' batch"):
             await collect(client.verify_many([VerifyRequest("1", "1")], journal=journal))
 
 

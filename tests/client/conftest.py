@@ -47,7 +47,8 @@ def make_client(transport: str) -> ClientFactory:
     async def open_client(emulator: Emulator, **options: Any) -> AsyncIterator[PhoneConfirmClient]:
         options.setdefault("retry", FAST_RETRY)
         options.setdefault("transport", transport)
-        client = PhoneConfirmClient(API_KEY, DOMAIN, base_url=emulator.base_url, **options)
+        api_key = options.pop("api_key", API_KEY)
+        client = PhoneConfirmClient(api_key, DOMAIN, base_url=emulator.base_url, **options)
         async with client:
             assert client.transport == transport
             yield client

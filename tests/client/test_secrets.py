@@ -68,8 +68,9 @@ async def test_no_secret_anywhere(
     caplog.set_level(logging.DEBUG)
     texts: list[str] = []
     policy = RetryPolicy(max_attempts=2, initial_wait=0)
-    async with make_client(emulator, secret_key=SECRET_KEY, retry=policy, timeout=0.3) as client:
-        client._api_key = API_KEY  # the fixture opened it with the default key
+    async with make_client(
+        emulator, api_key=API_KEY, secret_key=SECRET_KEY, retry=policy, timeout=0.3
+    ) as client:
         texts.append(repr(client))
         for operation in ("place", "verify"):
             try:

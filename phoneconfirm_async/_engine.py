@@ -1,0 +1,281 @@
+"""The request engine: validated requests in, results or classified errors out.
+
+Everything between a validated request and its result lives here: the query, the
+concurrency and rate limits, the attempt bound, the transport call, what an answer means,
+redaction, and retries with the retry budget. The client is a front that owns settings and
+lifetime; the batch engine and the scheduler depend on :class:`RequestEngine`, a Protocol
+that the engine and the client both satisfy.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+from urllib.parse import quote
+
+import anyio
+
+from phoneconfirm_async._errors import (
+    ApiError,
+    CallOutcomeUnknownError,
+    ParseError,
+    PhoneConfirmError,
+    RateLimitedError,
+    ServerError,
+    TransportError,
+    api_error_for,
+)
+from phoneconfirm_async._limits import RateLimiter
+from phoneconfirm_async._models import (
+    Operation,
+    PlaceCallRequest,
+    PlaceCallResult,
+    VerifyRequest,
+    VerifyResult,
+)
+from phoneconfirm_async._parsers import ParserRegistry
+from phoneconfirm_async._redact import mask_phone, redact_text
+from phoneconfirm_async._retry import (
+    RetryBudget,
+    RetryPolicy,
+    call_with_retries,
+    parse_retry_after,
+)
+from phoneconfirm_async._transport import (
+    Transport,
+    TransportRequest,
+    TransportResponse,
+    exception_summary,
+)
+
+logger = logging.getLogger("phoneconfirm_async")
+
+#: Query parameters in wire form, e.g. ``(("redial_count", "2"),)``.
+Params = Sequence[tuple[str, str]]
+
+
+class RequestEngine(Protocol):
+    """What the scheduler and the batch engine need: the two operations on built requests."""
+
+    async def place(
+        self, request: PlaceCallRequest, *, retry: RetryPolicy | None = None
+    ) -> PlaceCallResult:
+        """Place the call ``request`` describes (one request, retried only when safe)."""
+        ...
+
+    async def verify(
+        self, request: VerifyRequest, *, retry: RetryPolicy | None = None
+    ) -> VerifyResult:
+        """Check the code ``request`` carries against its transaction."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class EngineSettings:
+    """What the engine needs of the client's settings (already validated)."""
+
+    api_key: str
+    secret_key: str | None
+    domain: str
+    base_url: str
+    response_format: str
+    timeout: float | None
+    attempt_timeout: float | None
+    retry: RetryPolicy
+    retry_budget: int
+    max_concurrency: int
+    rate_limit: float | None
+    parsers: ParserRegistry
+
+
+class Engine:
+    """Runs the service's two operations over one transport, for one client."""
+
+    def __init__(self, settings: EngineSettings, transport: Transport) -> None:
+        self.settings = settings
+        self.transport = transport
+        self.retry = settings.retry
+        self.budget = RetryBudget(settings.retry_budget)
+        self.slots = anyio.Semaphore(settings.max_concurrency)
+        self.rate = RateLimiter(settings.rate_limit) if settings.rate_limit else None
+        self.parsers = settings.parsers
+        self.closed = False
+        # The part of every query that never changes, encoded once.
+        static = _encode(
+            (
+                ("type", settings.response_format),
+                ("apikey", settings.api_key),
+                ("domain", settings.domain),
+            )
+        )
+        secret = settings.secret_key
+        self._place_tail = ("&" + _encode((("secret_key", secret),)) if secret else "") + (
+            "&" + static
+        )
+        self._verify_tail = "&" + static
+        self._placecall_url = f"{settings.base_url}/phoneconfirm/placecall/?"
+        self._verifycode_url = f"{settings.base_url}/phoneconfirm/verifycode/?"
+        self._secrets = (settings.api_key, secret)
+
+    def close(self) -> None:
+        """Refuse further requests (the client closed its transport)."""
+        self.closed = True
+
+    # -- the operations ---------------------------------------------------------------------
+    async def place(
+        self,
+        request: PlaceCallRequest,
+        *,
+        retry: RetryPolicy | None = None,
+        scheduling: Params = (),
+    ) -> PlaceCallResult:
+        """Place a call; ``scheduling`` holds server-side redial parameters in wire form."""
+        # phone, country_code and code were validated to digits and letters: nothing to quote.
+        query = f"phone={request.phone}&country_code={request.country_code}&code={request.code}"
+        if scheduling:
+            query += "&" + _encode(scheduling)
+        url = self._placecall_url + query + self._place_tail
+        fields = await self._run("placecall", url, request.code, retry)
+        result: PlaceCallResult = PlaceCallResult.from_fields(fields)
+        if logger.isEnabledFor(logging.DEBUG):
+            logger.debug(
+                "placecall phone=%s status=%s transaction=%s",
+                mask_phone(request.phone),
+                result.status,
+                result.transaction_number,
+            )
+        return result
+
+    async def verify(
+        self, request: VerifyRequest, *, retry: RetryPolicy | None = None
+    ) -> VerifyResult:
+        """Check a code against a placed call (safe to retry on any transient failure)."""
+        query = (
+            f"transaction_number={quote(request.transaction_number, safe='')}&code={request.code}"
+        )
+        url = self._verifycode_url + query + self._verify_tail
+        fields = await self._run("verifycode", url, request.code, retry)
+        result: VerifyResult = VerifyResult.from_fields(fields)
+        if logger.isEnabledFor(logging.DEBUG):
+            logger.debug(
+                "verifycode transaction=%s status=%s", result.transaction_number, result.status
+            )
+        return result
+
+    # -- one request, attempted once or more -------------------------------------------------
+    async def _run(
+        self, operation: Operation, url: str, code: str, retry: RetryPolicy | None
+    ) -> dict[str, Any]:
+        if self.closed:
+            raise RuntimeError("this PhoneConfirmClient is closed; create a new one")
+        attempt = _Attempt(self, url, code, unsafe=operation == "placecall")
+        policy = retry if retry is not None else self.retry
+        try:
+            return await call_with_retries(operation, attempt, policy, self.budget)
+        except PhoneConfirmError as exc:
+            # Whatever machinery re-raised it, no library exception rides along.
+            exc.__context__ = None
+            exc.__cause__ = None
+            raise
+
+    def redact(self, text: str, code: str) -> str:
+        """``text`` without the API key, the secret key, ``code`` or secret query values."""
+        return redact_text(text, (*self._secrets, code))
+
+
+class _Attempt:
+    """One request, as the retry loop attempts it: limits, the transport, the answer."""
+
+    __slots__ = ("code", "engine", "unsafe", "url")
+
+    def __init__(self, engine: Engine, url: str, code: str, *, unsafe: bool) -> None:
+        self.engine = engine
+        self.url = url
+        self.code = code
+        self.unsafe = unsafe
+
+    async def __call__(self, deadline: float) -> dict[str, Any]:
+        engine = self.engine
+        slots = engine.slots
+        try:
+            slots.acquire_nowait()  # the request itself is the checkpoint: no task switch
+        except anyio.WouldBlock:
+            await slots.acquire()
+        try:
+            if engine.rate is not None:
+                await engine.rate.acquire()
+            request = self._request(deadline)
+            try:
+                response = await engine.transport.send(request)
+            except TransportError as failure:
+                error = self._failed(failure.sent, failure.kind, str(failure))
+            except Exception as exc:  # a transport that broke its contract: assume sent
+                error = self._failed(True, "network", exception_summary(exc))
+            else:
+                return self.interpret(response)
+        finally:
+            slots.release()
+        raise error  # outside the except blocks: the transport's exception is not chained
+
+    def _request(self, deadline: float) -> TransportRequest:
+        settings = self.engine.settings
+        bound = settings.attempt_timeout
+        left = deadline - anyio.current_time()
+        if bound is None or left < bound:
+            bound = max(left, 0.0)
+        return TransportRequest(self.url, settings.timeout, bound)
+
+    def _failed(self, sent: bool, kind: str, detail: str) -> PhoneConfirmError:
+        text = self.engine.redact(detail, self.code)
+        error: PhoneConfirmError = TransportError(f"request failed ({text})", sent=sent, kind=kind)
+        if sent and self.unsafe:
+            error = CallOutcomeUnknownError(error)
+        return error
+
+    def interpret(self, response: TransportResponse) -> dict[str, Any]:
+        """The answer's fields, or the exception it stands for."""
+        status = response.status
+        headers = response.headers
+        if status == 429:
+            retry_after = parse_retry_after(headers.get("retry-after"), time.time())
+            raise RateLimitedError("the service asked to slow down", retry_after=retry_after)
+        parse_error: ParseError | None = None
+        try:
+            fields: dict[str, Any] | None = self.engine.parsers.parse(
+                response.body,
+                headers.get("content-type"),
+                status_code=status,
+                redact=self._redact,
+            )
+        except ParseError as exc:
+            fields, parse_error = None, exc
+        if fields is not None and "error" in fields:
+            code = fields["error"]
+            if code != 0:
+                message = self._redact(str(fields.get("message") or "no message"))
+                raise api_error_for(code, message, status)
+            if 200 <= status < 300:
+                return fields
+        error: PhoneConfirmError
+        if status >= 500:
+            error = ServerError("server trouble, no error body", status_code=status)
+        elif not 200 <= status < 300:
+            error = ApiError(f"unexpected HTTP {status} answer", code=None, status_code=status)
+            raise error  # not the service speaking (a wrong base_url?): nothing to retry
+        else:
+            error = parse_error or ParseError(
+                "the answer has no 'error' field", status_code=status
+            )
+        if self.unsafe:
+            error = CallOutcomeUnknownError(error)
+        raise error
+
+    def _redact(self, text: str) -> str:
+        return self.engine.redact(text, self.code)
+
+
+def _encode(params: Params) -> str:
+    return "&".join(f"{name}={quote(value, safe='')}" for name, value in params)

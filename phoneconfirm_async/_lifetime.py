@@ -1,0 +1,30 @@
+"""Task groups for objects that live as long as an ``async with`` block."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+
+import anyio
+from anyio.abc import TaskGroup
+
+
+@contextlib.asynccontextmanager
+async def background_tasks() -> AsyncIterator[TaskGroup]:
+    """A task group for an object's background work, for the length of its block.
+
+    Leaving the block cancels the tasks and waits for them. An exception of the block itself
+    goes out as it is: a task group would wrap it in an ``ExceptionGroup`` (anyio on both
+    backends), which would make ``except ValueError`` around ``async with client`` miss.
+    Cancellation and other ``BaseException`` pass through the group untouched.
+    """
+    error: Exception | None = None
+    async with anyio.create_task_group() as tg:
+        try:
+            yield tg
+        except Exception as exc:
+            error = exc
+        finally:
+            tg.cancel_scope.cancel()
+    if error is not None:
+        raise error

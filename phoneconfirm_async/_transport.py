@@ -1,0 +1,114 @@
+"""The transport seam: one GET in, status, headers and a capped body out.
+
+A transport is any object with an async ``send(request)`` method (the shape of httpx's
+``AsyncBaseTransport``). The strings ``"httpx"`` and ``"aiohttp"`` given to
+``PhoneConfirmClient(transport=...)`` are shortcuts to the built-in ones; an object is used
+as given (``phoneconfirm_async.testing.EmulatorTransport`` is one).
+
+A failure is a :class:`TransportError` whose ``sent`` says whether the request may have
+reached the service: that is what keeps a call placement from being sent twice. Everything
+above the seam (redaction, classification of answers, retries, limits) is shared.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Final, Protocol, runtime_checkable
+
+import anyio
+
+from phoneconfirm_async._errors import TransportError
+from phoneconfirm_async._parsers import MAX_BODY_BYTES
+
+#: ``TransportError.kind`` of an attempt that outlasted ``attempt_timeout`` or the deadline.
+ATTEMPT_TIMEOUT: Final = "attempt_timeout"
+
+
+@dataclass(frozen=True, slots=True)
+class TransportRequest:
+    """One GET to send.
+
+    Args:
+        url: the whole URL, its query string already encoded. It carries the API key and
+            the code: never log it or put it in an exception unredacted.
+        timeout: seconds for connecting and for each read or write; None for none.
+        attempt_timeout: seconds the whole attempt (connect, send, headers, body) may take;
+            None for no bound. Past it, end with ``TransportError(kind="attempt_timeout",
+            sent=True)``. The client also enforces it around transports it did not build.
+        max_body: the body cap in bytes. Return at most ``max_body + 1`` bytes; the parser
+            refuses a body longer than the cap, so reading on is wasted (and a compressed
+            body may inflate without end).
+    """
+
+    url: str = field(repr=False)
+    timeout: float | None
+    attempt_timeout: float | None
+    max_body: int = MAX_BODY_BYTES
+    method: str = "GET"
+
+
+@dataclass(frozen=True, slots=True)
+class TransportResponse:
+    """An answer: the HTTP status, the headers and the body (decompressed, capped).
+
+    ``headers`` is looked up with lower-case names (``"content-type"``,
+    ``"retry-after"``): a case-insensitive mapping (``httpx.Headers``, aiohttp's
+    ``CIMultiDictProxy``) or a dict with lower-case keys.
+    """
+
+    status: int
+    headers: Mapping[str, str] = field(repr=False)
+    body: bytes = field(repr=False)
+
+
+@runtime_checkable
+class Transport(Protocol):
+    """What the client needs from an HTTP library: send one GET, get the answer back.
+
+    ``send`` returns the answer, whatever its status, or raises :class:`TransportError`
+    when no usable answer came back: ``sent=False`` only when the request certainly never
+    left (the connection was never made), ``sent=True`` otherwise, since a placement that
+    may have reached the service must not be sent again. Any other exception is taken as
+    ``sent=True`` with kind ``"network"``.
+
+    The client never closes a transport object it was given (as with ``http_client``).
+    """
+
+    async def send(self, request: TransportRequest) -> TransportResponse:
+        """Send ``request``; return the answer or raise :class:`TransportError`."""
+        ...
+
+
+def exception_summary(exc: BaseException) -> str:
+    """``"Type: text"`` of a library exception (its text may hold the URL: redact it)."""
+    text = str(exc)
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def attempt_timed_out(seconds: float | None) -> TransportError:
+    """The error of an attempt that was still running after ``seconds``."""
+    return TransportError(
+        f"the attempt did not finish within {seconds or 0:.3g} s (attempt_timeout or the "
+        "retry deadline)",
+        sent=True,
+        kind=ATTEMPT_TIMEOUT,
+    )
+
+
+class BoundedTransport:
+    """Runs a transport the client did not build under the attempt bound.
+
+    Built-in transports bound an attempt natively (aiohttp's total timeout, a cancel scope
+    around httpx), at no extra cost; an object passed in may not, so the client wraps it.
+    """
+
+    __slots__ = ("inner",)
+
+    def __init__(self, inner: Transport) -> None:
+        self.inner = inner
+
+    async def send(self, request: TransportRequest) -> TransportResponse:
+        with anyio.move_on_after(request.attempt_timeout):
+            return await self.inner.send(request)
+        raise attempt_timed_out(request.attempt_timeout)
