@@ -14,7 +14,8 @@ import anyio.lowlevel
 import click
 from anyio.streams.memory import MemoryObjectReceiveStream
 
-from phoneconfirm_async._cli_common import (
+from phoneconfirm_async import ConfirmationSession, PhoneConfirmError, SessionState
+from phoneconfirm_async.cli._common import (
     EXIT_FAILED,
     EXIT_OK,
     credential_options,
@@ -24,10 +25,7 @@ from phoneconfirm_async._cli_common import (
     print_row,
     run_async,
 )
-from phoneconfirm_async._cli_io import error_field
-from phoneconfirm_async._errors import PhoneConfirmError
-from phoneconfirm_async._redact import mask_phone
-from phoneconfirm_async._scheduler import ConfirmationSession, SessionState
+from phoneconfirm_async.cli._io import error_field
 
 
 def _parse_at(value: str | None) -> datetime | float | None:
@@ -75,7 +73,8 @@ def confirm(
 ) -> None:
     """Call PHONE (and redial), then ask for the code the person heard until it verifies.
 
-    Exits 0 when verified, 1 when the calls were exhausted or failed, 130 on Ctrl-C.
+    Exits 0 when verified, 1 when the calls were exhausted or failed, 130 on Ctrl-C
+    (``EXIT_INTERRUPTED``).
     """
     credentials = credentials_from(kw)
     when = _parse_at(at)
@@ -95,7 +94,8 @@ def confirm(
             except PhoneConfirmError as exc:
                 return {"phone": phone, "outcome": "failed", "error": error_field(exc)}
             click.echo(
-                f"Calling {mask_phone(session.request.phone)}: up to {session.calls_allowed} "
+                f"Calling the number ending {session.request.phone[-4:]}: up to "
+                f"{session.calls_allowed} "
                 f"call(s), {redial_interval:g} s apart. Type the code the person heard "
                 "(Ctrl-D gives up).",
                 err=True,
@@ -113,7 +113,7 @@ def confirm(
                 "error": error_field(session.error),
             }
 
-    with interrupt_exits(130):
+    with interrupt_exits():
         row = run_async(run)
     print_row(row)
     sys.exit(EXIT_OK if row["outcome"] == "verified" else EXIT_FAILED)

@@ -19,8 +19,7 @@ from typing import IO, Any, Final
 
 import click
 
-from phoneconfirm_async._batch import BatchItem
-from phoneconfirm_async._errors import CallOutcomeUnknownError
+from phoneconfirm_async import BatchItem, CallOutcomeUnknownError, PhoneConfirmError
 
 PLACE_COLUMNS: Final = ("phone", "country_code", "code")
 VERIFY_COLUMNS: Final = ("transaction_number", "code")
@@ -145,11 +144,9 @@ class RowWriter:
             self.stream.close()
 
 
-def error_field(exc: BaseException | None) -> dict[str, str] | None:
+def error_field(exc: PhoneConfirmError | None) -> dict[str, str] | None:
     """The ``error`` field of an output row (our exception texts carry no secrets)."""
-    if exc is None:
-        return None
-    return {"type": type(exc).__name__, "message": str(exc)}
+    return None if exc is None else exc.as_dict()
 
 
 def place_row(

@@ -8,20 +8,20 @@ import json
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, Final, TypeVar
 
 import anyio
 import click
 
-from phoneconfirm_async import _client
-from phoneconfirm_async._client import PhoneConfirmClient
-from phoneconfirm_async._errors import ConfigurationError
+from phoneconfirm_async import ConfigurationError, PhoneConfirmClient
 
 T = TypeVar("T")
 
-EXIT_OK = 0
-EXIT_FAILED = 1
-EXIT_USAGE = 2
+EXIT_OK: Final = 0
+EXIT_FAILED: Final = 1
+EXIT_USAGE: Final = 2
+#: 128 + SIGINT, as shells report a command stopped by Ctrl-C.
+EXIT_INTERRUPTED: Final = 130
 
 
 @dataclass(frozen=True)
@@ -39,11 +39,14 @@ class Credentials:
 
 
 def credential_options(func: Callable[..., Any]) -> Callable[..., Any]:
+    """``--api-key``, ``--domain``, ``--base-url`` and ``--secret-key``, each falling back
+    to the client's environment variable."""
+    env = PhoneConfirmClient.env_vars
     options = [
-        click.option("--secret-key", envvar=_client.ENV_SECRET_KEY, help="Secret key."),
-        click.option("--base-url", envvar=_client.ENV_BASE_URL, help="Service base URL."),
-        click.option("--domain", envvar=_client.ENV_DOMAIN, help="Domain trusted for the key."),
-        click.option("--api-key", envvar=_client.ENV_API_KEY, help="API key."),
+        click.option("--secret-key", envvar=env["secret_key"], help="Secret key."),
+        click.option("--base-url", envvar=env["base_url"], help="Service base URL."),
+        click.option("--domain", envvar=env["domain"], help="Domain trusted for the key."),
+        click.option("--api-key", envvar=env["api_key"], help="API key."),
     ]
     for option in options:
         func = option(func)
@@ -97,12 +100,13 @@ def run_async(main: Callable[[], Awaitable[T]]) -> T:
 
 
 @contextlib.contextmanager
-def interrupt_exits(code: int) -> Iterator[None]:
+def interrupt_exits() -> Iterator[None]:
+    """Ctrl-C ends the command with one line and ``EXIT_INTERRUPTED``, no traceback."""
     try:
         yield
     except KeyboardInterrupt:
         click.echo("phoneconfirm: interrupted", err=True)
-        sys.exit(code)
+        sys.exit(EXIT_INTERRUPTED)
 
 
 def print_row(row: dict[str, Any]) -> None:

@@ -1,0 +1,124 @@
+"""``phoneconfirm batch place|verify``: every row of a file, written as it completes."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import click
+
+from phoneconfirm_async.cli._common import (
+    EXIT_FAILED,
+    EXIT_OK,
+    credential_options,
+    credentials_from,
+    interrupt_exits,
+    open_client,
+    run_async,
+)
+from phoneconfirm_async.cli._io import (
+    PLACE_COLUMNS,
+    PLACE_OUTPUT,
+    VERIFY_COLUMNS,
+    VERIFY_OUTPUT,
+    Progress,
+    RowWriter,
+    count_rows,
+    open_rows,
+    place_row,
+    verify_row,
+)
+
+
+@click.group()
+def batch() -> None:
+    """Place or verify calls for every row of a CSV (or JSON Lines) file."""
+
+
+def _batch_options(func: Callable[..., Any]) -> Callable[..., Any]:
+    options = [
+        click.option(
+            "--resend-unknown", is_flag=True, help="Re-send placements of unknown outcome."
+        ),
+        click.option(
+            "--journal", type=click.Path(dir_okay=False, path_type=Path), help="Resume file."
+        ),
+        click.option("--rate", type=click.FloatRange(min=0, min_open=True), help="Requests/s."),
+        click.option("--concurrency", default=50, show_default=True, type=click.IntRange(min=1)),
+        click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path)),
+        click.argument("input_path", metavar="INPUT", type=click.Path(path_type=Path)),
+    ]
+    for option in options:
+        func = option(func)
+    return credential_options(func)
+
+
+@batch.command("place")
+@_batch_options
+def batch_place(**kw: Any) -> None:
+    """Place a call for every row (columns phone, country_code, code).
+
+    Writes one row per input row (JSON Lines, or CSV when OUTPUT ends in .csv); exits 0
+    when every row was placed or answered invalid, 1 when some failed or are unknown.
+    """
+    _run_batch("placecall", kw)
+
+
+@batch.command("verify")
+@_batch_options
+def batch_verify(**kw: Any) -> None:
+    """Verify a code for every row (columns transaction_number, code).
+
+    Exits 0 when every row was checked (verified or not), 1 when some failed.
+    """
+    _run_batch("verifycode", kw)
+
+
+def _run_batch(operation: str, kw: dict[str, Any]) -> None:
+    credentials = credentials_from(kw)
+    place = operation == "placecall"
+    input_path: Path = kw["input_path"]
+    rows = open_rows(input_path, PLACE_COLUMNS if place else VERIFY_COLUMNS)
+    writer = RowWriter(kw["output"], PLACE_OUTPUT if place else VERIFY_OUTPUT)
+    outcomes = (
+        ("placed", "invalid", "failed", "unknown")
+        if place
+        else ("verified", "not_verified", "failed")
+    )
+    label = "place" if place else "verify"
+    progress = Progress(count_rows(input_path), f"{label} {input_path.name}")
+    make_row = place_row if place else verify_row
+    kept = ("phone", "country_code") if place else ("transaction_number",)
+    pending: dict[int, dict[str, Any]] = {}
+
+    def remember() -> Iterator[dict[str, Any]]:
+        # Only the non-secret fields of rows in flight are kept, to write their output row.
+        for index, row in enumerate(rows):
+            pending[index] = {name: row.get(name) for name in kept}
+            yield row
+
+    async def run() -> None:
+        options: dict[str, Any] = {"max_concurrency": kw["concurrency"], "rate_limit": kw["rate"]}
+        async with open_client(credentials, **options) as client:
+            if place:
+                items: Any = client.place_many(
+                    remember(), journal=kw["journal"], resend_unknown=kw["resend_unknown"]
+                )
+            else:
+                items = client.verify_many(remember(), journal=kw["journal"])
+            async for item in items:
+                row = make_row(item.index + 1, pending.pop(item.index), item)
+                writer.write(row)
+                progress.advance(row["outcome"])
+
+    try:
+        with interrupt_exits():
+            run_async(run)
+    finally:
+        progress.stop()
+        writer.close()
+    progress.summary(outcomes)
+    bad = progress.outcomes["failed"] + progress.outcomes["unknown"]
+    sys.exit(EXIT_FAILED if bad else EXIT_OK)

@@ -1,0 +1,69 @@
+"""``phoneconfirm place`` and ``phoneconfirm verify``: one request each, one result row."""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+import click
+
+from phoneconfirm_async import PhoneConfirmError
+from phoneconfirm_async.cli._common import (
+    EXIT_FAILED,
+    EXIT_OK,
+    credential_options,
+    credentials_from,
+    interrupt_exits,
+    open_client,
+    print_row,
+    run_async,
+)
+from phoneconfirm_async.cli._io import place_row, verify_row
+
+
+@click.command()
+@click.argument("phone")
+@click.option("--country-code", required=True, help="1-3 digits, '+' allowed.")
+@click.option("--code", required=True, help="The code to speak: 1-10 letters or digits.")
+@click.option("--format", "response_format", type=click.Choice(["json", "xml"]), default="json")
+@credential_options
+def place(phone: str, country_code: str, code: str, response_format: str, **kw: Any) -> None:
+    """Place one call; print the result row; exit 0 when the call was placed."""
+    credentials = credentials_from(kw)
+
+    async def run() -> dict[str, Any]:
+        async with open_client(credentials, response_format=response_format) as client:
+            fields = {"phone": phone, "country_code": country_code}
+            try:
+                result = await client.place_call(phone, country_code=country_code, code=code)
+            except PhoneConfirmError as exc:
+                return place_row(1, fields, error=exc)
+            return place_row(1, fields, result=result)
+
+    with interrupt_exits():
+        row = run_async(run)
+    print_row(row)
+    sys.exit(EXIT_OK if row["outcome"] == "placed" else EXIT_FAILED)
+
+
+@click.command()
+@click.argument("transaction_number")
+@click.option("--code", required=True, help="The code the person typed.")
+@credential_options
+def verify(transaction_number: str, code: str, **kw: Any) -> None:
+    """Verify one code; print the result row; exit 0 when the code was verified."""
+    credentials = credentials_from(kw)
+
+    async def run() -> dict[str, Any]:
+        async with open_client(credentials) as client:
+            fields = {"transaction_number": transaction_number}
+            try:
+                result = await client.verify_code(transaction_number, code)
+            except PhoneConfirmError as exc:
+                return verify_row(1, fields, error=exc)
+            return verify_row(1, fields, result=result)
+
+    with interrupt_exits():
+        row = run_async(run)
+    print_row(row)
+    sys.exit(EXIT_OK if row["outcome"] == "verified" else EXIT_FAILED)
