@@ -15,7 +15,7 @@ worker, or use server-side scheduling (``place_call`` with redial arguments) ins
 from __future__ import annotations
 
 import secrets
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -32,12 +32,21 @@ from phoneconfirm_async import (
 )
 
 
-def create_app(*, redial_count: int = 2, redial_interval: float = 60.0) -> Starlette:
-    """The app; its lifespan owns one client and one scheduler for the whole process."""
+def create_app(
+    *,
+    redial_count: int = 2,
+    redial_interval: float = 60.0,
+    client_factory: Callable[[], PhoneConfirmClient] = PhoneConfirmClient,
+) -> Starlette:
+    """The app; its lifespan owns one client and one scheduler for the whole process.
+
+    ``client_factory`` makes the client (default: credentials from the environment); a
+    test passes ``EmulatorTransport(...).client`` to run the app without a network.
+    """
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        async with PhoneConfirmClient() as client, client.scheduler() as scheduler:
+        async with client_factory() as client, client.scheduler() as scheduler:
             app.state.scheduler = scheduler
             yield
 
