@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import contextlib
 import ssl
-from collections.abc import AsyncGenerator
-from typing import Final, cast
+import zlib
+from collections.abc import AsyncIterator, Callable
+from typing import Final
 
 import anyio
 import httpx
@@ -22,6 +23,8 @@ from phoneconfirm_async._transport import (
     exception_summary,
 )
 
+#: Only the encodings ``_read_capped`` inflates in bounded memory (not br or zstd).
+_HEADERS: Final = {"accept-encoding": "gzip, deflate"}
 _NOT_SENT: tuple[tuple[type[Exception], str], ...] = (
     (httpx.ConnectTimeout, "connect_timeout"),
     (httpx.PoolTimeout, "pool_timeout"),
@@ -48,7 +51,9 @@ def classify_httpx(exc: httpx.HTTPError) -> TransportError:
 async def _send(client: httpx.AsyncClient, request: TransportRequest) -> TransportResponse:
     with anyio.move_on_after(request.attempt_timeout):
         try:
-            outgoing = client.build_request(request.method, request.url, timeout=request.timeout)
+            outgoing = client.build_request(
+                request.method, request.url, headers=_HEADERS, timeout=request.timeout
+            )
             response = await client.send(outgoing, stream=True)
             try:
                 body = await _read_capped(response, request.max_body)
@@ -127,19 +132,70 @@ class PooledHttpxTransport:
 
 
 async def _read_capped(response: httpx.Response, cap: int) -> bytes:
+    """The body, decompressed, cut at one byte past ``cap``, in bounded memory.
+
+    httpx inflates each network chunk whole: a 64 KiB chunk of a gzip bomb becomes 64 MiB.
+    So the raw bytes are read and inflated here with zlib's ``max_length``, which stops at
+    the cap whatever the ratio.
+    """
     headers = response.headers
+    encoding = headers.get("content-encoding", "identity").strip().lower()
     length = headers.get("content-length", "")
-    # Content-Length counts the bytes on the wire: a compressed body may inflate far past it.
-    if length.isdigit() and int(length) <= cap and "content-encoding" not in headers:
+    if encoding == "identity" and length.isdigit() and int(length) <= cap:
         return await response.aread()
+    inflate = _inflater(encoding)
     chunks: list[bytes] = []
     size = 0
-    # aiter_bytes is an async generator: close it when we stop early.
-    chunk_stream = cast("AsyncGenerator[bytes, None]", response.aiter_bytes())
-    async with contextlib.aclosing(chunk_stream) as stream:
-        async for chunk in stream:
+    raw = response.aiter_raw()
+    try:
+        async for data in raw:
+            chunk = inflate(data, cap + 1 - size) if inflate is not None else data
             chunks.append(chunk)
             size += len(chunk)
             if size > cap:
                 break
+    finally:
+        await _finish(response, raw)
     return b"".join(chunks)[: cap + 1]
+
+
+async def _finish(response: httpx.Response, raw: AsyncIterator[bytes]) -> None:
+    """Close the response, then run its byte stream to its end.
+
+    Leaving httpx's stream early leaves httpx's and httpcore's nested async generators
+    suspended, and trio warns when they are collected (encode/httpx#3686). Once the
+    connection is closed, the stream ends at once (or fails), and every generator with it.
+    """
+    await response.aclose()
+    with contextlib.suppress(httpx.HTTPError, anyio.ClosedResourceError, StopAsyncIteration):
+        async for _ in raw:
+            pass
+
+
+def _inflater(encoding: str) -> Callable[[bytes, int], bytes] | None:
+    """A bounded decompressor for ``encoding`` (None: pass the bytes through).
+
+    An encoding we did not ask for is passed through undecoded: the parser refuses it.
+    """
+    if encoding in ("gzip", "x-gzip"):
+        return zlib.decompressobj(16 + zlib.MAX_WBITS).decompress
+    if encoding == "deflate":
+        return _Deflate().decompress
+    return None
+
+
+class _Deflate:
+    """HTTP 'deflate': zlib-wrapped as the RFC says, or raw deflate as some servers send."""
+
+    def __init__(self) -> None:
+        self._inflate = zlib.decompressobj(zlib.MAX_WBITS)
+        self._started = False
+
+    def decompress(self, data: bytes, max_length: int) -> bytes:
+        if not self._started:
+            self._started = True
+            try:
+                return self._inflate.decompress(data, max_length)
+            except zlib.error:
+                self._inflate = zlib.decompressobj(-zlib.MAX_WBITS)
+        return self._inflate.decompress(data, max_length)
