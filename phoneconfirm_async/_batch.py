@@ -329,6 +329,7 @@ class BatchIterator(anyio.AsyncContextManagerMixin, Generic[RequestT, ResultT]):
             self._receive.close()
             raise
         finally:
+            self._send.close()  # also when cancelled before the batch began
             self._stopped.set()
 
     def __aiter__(self) -> Self:
@@ -354,6 +355,8 @@ class BatchIterator(anyio.AsyncContextManagerMixin, Generic[RequestT, ResultT]):
             with anyio.CancelScope(shield=True):
                 await self._stopped.wait()
         else:
+            self._started = True  # never to start now
+            self._send.close()
             await anyio.lowlevel.checkpoint()
 
     @contextlib.asynccontextmanager

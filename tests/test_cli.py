@@ -262,3 +262,26 @@ def test_bench_quick_runs_and_prints_every_row(tmp_path: Path) -> None:
     ):
         assert any(fragment in name for name in names), fragment
         assert any(fragment in line for line in done.stdout.splitlines()), fragment
+
+
+def test_bench_outside_a_checkout_says_so_in_one_line() -> None:
+    """From a wheel install (no benchmarks/ package), bench explains itself in one line."""
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            # What a wheel install sees: no benchmarks package to import.
+            "import sys; sys.modules['benchmarks'] = None\n"
+            "from phoneconfirm_async.cli import run\n"
+            "sys.argv = ['phoneconfirm', 'bench', '--quick']\n"
+            "run()\n",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 2
+    assert done.stdout == ""
+    (line,) = done.stderr.strip().splitlines()
+    assert "source checkout" in line
