@@ -197,17 +197,19 @@ class _Attempt:
         self.code = code
         self.unsafe = unsafe
 
-    async def __call__(self, deadline: float) -> dict[str, Any]:
+    async def __call__(self, deadline: float, now: float) -> dict[str, Any]:
         engine = self.engine
         slots = engine.slots
         try:
             slots.acquire_nowait()  # the request itself is the checkpoint: no task switch
         except anyio.WouldBlock:
             await slots.acquire()
+            now = anyio.current_time()
         try:
             if engine.rate is not None:
                 await engine.rate.acquire()
-            request = self._request(deadline)
+                now = anyio.current_time()
+            request = self._request(deadline - now)
             try:
                 response = await engine.transport.send(request)
             except TransportError as failure:
@@ -220,10 +222,11 @@ class _Attempt:
             slots.release()
         raise error  # outside the except blocks: the transport's exception is not chained
 
-    def _request(self, deadline: float) -> TransportRequest:
+    def _request(self, left: float) -> TransportRequest:
+        """The request, its attempt bounded by ``attempt_timeout`` or the time ``left``
+        before the retry deadline, whichever is shorter."""
         settings = self.engine.settings
         bound = settings.attempt_timeout
-        left = deadline - anyio.current_time()
         if bound is None or left < bound:
             bound = max(left, 0.0)
         return TransportRequest(self.url, settings.timeout, bound)

@@ -54,7 +54,8 @@ async def _send(client: httpx.AsyncClient, request: TransportRequest) -> Transpo
             outgoing = client.build_request(
                 request.method, request.url, headers=_HEADERS, timeout=request.timeout
             )
-            response = await client.send(outgoing, stream=True)
+            # A borrowed client may follow redirects: never here (SPEC section 8).
+            response = await client.send(outgoing, stream=True, follow_redirects=False)
             try:
                 body = await _read_capped(response, request.max_body)
             finally:

@@ -24,10 +24,11 @@ class PlaceCallRequest:
     country_code: str
     code: str = field(repr=False)
 
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "phone", _validation.phone(self.phone))
-        object.__setattr__(self, "country_code", _validation.country_code(self.country_code))
-        object.__setattr__(self, "code", _validation.code(self.code))
+    def __init__(self, phone: str, country_code: str, code: str) -> None:
+        # Each field validated and set once (the generated __init__ would set it twice).
+        object.__setattr__(self, "phone", _validation.phone(phone))
+        object.__setattr__(self, "country_code", _validation.country_code(country_code))
+        object.__setattr__(self, "code", _validation.code(code))
 
     @classmethod
     def from_row(cls, row: PlaceCallRequest | Mapping[str, Any]) -> PlaceCallRequest:
@@ -48,11 +49,12 @@ class VerifyRequest:
     transaction_number: str
     code: str = field(repr=False)
 
-    def __post_init__(self) -> None:
+    def __init__(self, transaction_number: str, code: str) -> None:
+        # Each field validated and set once (the generated __init__ would set it twice).
         object.__setattr__(
-            self, "transaction_number", _validation.transaction_number(self.transaction_number)
+            self, "transaction_number", _validation.transaction_number(transaction_number)
         )
-        object.__setattr__(self, "code", _validation.code(self.code))
+        object.__setattr__(self, "code", _validation.code(code))
 
     @classmethod
     def from_row(cls, row: VerifyRequest | Mapping[str, Any]) -> VerifyRequest:

@@ -127,21 +127,22 @@ def is_retryable(error: BaseException, policy: RetryPolicy) -> bool:
 
 async def call_with_retries(
     operation: Operation,
-    attempt: Callable[[float], Awaitable[T]],
+    attempt: Callable[[float, float], Awaitable[T]],
     policy: RetryPolicy,
     budget: RetryBudget,
 ) -> T:
     """Run ``attempt`` until it succeeds or the policy, the deadline or the budget says stop.
 
-    ``attempt`` receives the deadline (on anyio's clock) that also bounds an attempt in
-    flight. The first attempt runs outside tenacity, so a call that succeeds at once (nearly
-    all of them) pays nothing for the retry machinery. The last real exception is raised,
-    never a wrapper.
+    ``attempt(deadline, now)`` receives the deadline, which also bounds an attempt in flight,
+    and the time the loop read just before calling it (both on anyio's clock), so that an
+    attempt that did not wait needs no clock reading of its own. The first attempt runs
+    outside tenacity, so a call that succeeds at once (nearly all of them) pays nothing for
+    the retry machinery. The last real exception is raised, never a wrapper.
     """
     started = anyio.current_time()
     deadline = started + policy.deadline
     try:
-        result = await attempt(deadline)
+        result = await attempt(deadline, started)
     except PhoneConfirmError as exc:
         if policy.max_attempts == 1 or not is_retryable(exc, policy):
             raise
@@ -156,7 +157,7 @@ async def call_with_retries(
         if first_failure is not None:
             failure, first_failure = first_failure, None
             raise failure
-        return await attempt(deadline)
+        return await attempt(deadline, anyio.current_time())
 
     backoff = wait_random_exponential(multiplier=policy.initial_wait, max=policy.max_wait)
 

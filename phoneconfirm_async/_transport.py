@@ -13,8 +13,7 @@ above the seam (redaction, classification of answers, retries, limits) is shared
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
-from typing import Final, Protocol, runtime_checkable
+from typing import Final, NamedTuple, Protocol, runtime_checkable
 
 import anyio
 
@@ -25,13 +24,13 @@ from phoneconfirm_async._parsers import MAX_BODY_BYTES
 ATTEMPT_TIMEOUT: Final = "attempt_timeout"
 
 
-@dataclass(frozen=True, slots=True)
-class TransportRequest:
-    """One GET to send.
+class TransportRequest(NamedTuple):
+    """One GET to send (an immutable record: made for every attempt, so made cheaply).
 
     Args:
         url: the whole URL, its query string already encoded. It carries the API key and
-            the code: never log it or put it in an exception unredacted.
+            the code: never log it or put it in an exception unredacted (the ``repr``
+            leaves it out).
         timeout: seconds for connecting and for each read or write; None for none.
         attempt_timeout: seconds the whole attempt (connect, send, headers, body) may take;
             None for no bound. Past it, end with ``TransportError(kind="attempt_timeout",
@@ -39,17 +38,23 @@ class TransportRequest:
         max_body: the body cap in bytes. Return at most ``max_body + 1`` bytes; the parser
             refuses a body longer than the cap, so reading on is wasted (and a compressed
             body may inflate without end).
+        method: always ``"GET"`` for this service.
     """
 
-    url: str = field(repr=False)
+    url: str
     timeout: float | None
     attempt_timeout: float | None
     max_body: int = MAX_BODY_BYTES
     method: str = "GET"
 
+    def __repr__(self) -> str:
+        return (
+            f"TransportRequest(method={self.method!r}, timeout={self.timeout!r}, "
+            f"attempt_timeout={self.attempt_timeout!r}, max_body={self.max_body!r})"
+        )
 
-@dataclass(frozen=True, slots=True)
-class TransportResponse:
+
+class TransportResponse(NamedTuple):
     """An answer: the HTTP status, the headers and the body (decompressed, capped).
 
     ``headers`` is looked up with lower-case names (``"content-type"``,
@@ -58,8 +63,11 @@ class TransportResponse:
     """
 
     status: int
-    headers: Mapping[str, str] = field(repr=False)
-    body: bytes = field(repr=False)
+    headers: Mapping[str, str]
+    body: bytes
+
+    def __repr__(self) -> str:
+        return f"TransportResponse(status={self.status!r}, body=<{len(self.body)} bytes>)"
 
 
 @runtime_checkable

@@ -29,6 +29,8 @@ ALLOWED_FOREIGN = {
     # and a re-sent placement can phone a person twice (see _aiohttp_transport.py).
     ("phoneconfirm_async._aiohttp_transport", "_retry_connection"),
 }
+#: Public API despite the underscore: namedtuple's methods (named so to stay clear of fields).
+NAMEDTUPLE_API = {"_asdict", "_field_defaults", "_fields", "_make", "_replace"}
 #: Modules a CLI module may import from.
 PUBLIC_MODULES = {
     PACKAGE,
@@ -146,7 +148,11 @@ def defined_private_names(tree: ast.Module) -> set[str]:
 
 def private_attribute_uses(tree: ast.Module) -> Iterator[tuple[str, int]]:
     for node in ast.walk(tree):
-        if isinstance(node, ast.Attribute) and is_private(node.attr):
+        if (
+            isinstance(node, ast.Attribute)
+            and is_private(node.attr)
+            and node.attr not in NAMEDTUPLE_API
+        ):
             yield node.attr, node.lineno
 
 

@@ -11,6 +11,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import anyio
+import httpx
 import pytest
 from anyio.abc import SocketAttribute, SocketStream
 
@@ -219,3 +220,47 @@ async def test_a_redirect_is_never_followed(transport: str) -> None:
                 await client.place_call("5555550123", country_code="1", code="4821")
     assert caught.value.status_code == 302
     assert reached_elsewhere == []
+
+
+async def test_a_borrowed_client_does_not_follow_redirects_either() -> None:
+    """An http_client built with follow_redirects=True is still not let follow one."""
+
+    async def redirect(stream: SocketStream) -> None:
+        await stream.send(
+            b"HTTP/1.1 307 Temporary Redirect\r\nLocation: http://127.0.0.1:9/elsewhere\r\n"
+            b"Content-Length: 0\r\n\r\n"
+        )
+
+    async with (
+        raw_server(redirect) as base_url,
+        httpx.AsyncClient(follow_redirects=True) as http,
+        PhoneConfirmClient(
+            API_KEY, DOMAIN, base_url=base_url, http_client=http, retry=RetryPolicy.none()
+        ) as client,
+    ):
+        with pytest.raises(ApiError) as caught:
+            await client.verify_code("123", "4821")
+    assert caught.value.status_code == 307
+
+
+async def test_a_shorter_bound_behind_a_longer_one_ends_on_time(transport: str) -> None:
+    """Attempts in flight with different bounds each end at their own (the aiohttp
+    transport keeps bounds in start order, so a shorter one behind a longer one counts)."""
+    short = RetryPolicy(max_attempts=1, deadline=1.0)
+    async with (
+        raw_server(drip_body) as base_url,
+        client_on(base_url, transport, timeout=1, attempt_timeout=3) as client,
+    ):
+        ended: dict[str, float] = {}
+        started = anyio.current_time()
+
+        async def verify(name: str, policy: RetryPolicy) -> None:
+            with pytest.raises(TransportError):
+                await client.verify_code("123", "4821", retry=policy)
+            ended[name] = anyio.current_time() - started
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(verify, "long", RetryPolicy.none())
+            await anyio.wait_all_tasks_blocked()
+            tg.start_soon(verify, "short", short)
+    assert ended["short"] < 2.0 < ended["long"] < 4.0
