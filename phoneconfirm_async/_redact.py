@@ -12,10 +12,13 @@ import re
 from collections.abc import Iterable
 from typing import Final
 
-SECRET_PARAMS: Final = frozenset({"apikey", "secret_key", "code"})
+#: The query parameters whose values are secrets.
+SECRET_PARAMS: Final = ("apikey", "secret_key", "code")
 MASK: Final = "***"
 
-_QUERY_SECRET = re.compile(r"(?i)([?&;](?:apikey|secret_key|code)=)[^&;#\s\"'>]*")
+_QUERY_SECRET = re.compile(
+    rf"(?i)([?&;](?:{'|'.join(map(re.escape, SECRET_PARAMS))})=)[^&;#\s\"'>]*"
+)
 
 #: Loggers of the HTTP libraries that may format a request URL into a record.
 THIRD_PARTY_LOGGERS: Final = (

@@ -16,9 +16,6 @@ _PHONE_SEPARATORS = re.compile(r"[\s\-.()]")
 _DIGITS = re.compile(r"[0-9]+")
 _CODE = re.compile(r"[A-Za-z0-9]{1,10}")
 
-#: A moment for ``call_place_time``: aware datetime (absolute), timedelta or seconds (relative).
-PlaceTime = datetime | timedelta | float | int
-
 
 def phone(value: object) -> str:
     """Digits only, 4 to 15 of them, after stripping spaces, dashes, dots and parentheses."""
