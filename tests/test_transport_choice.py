@@ -1,4 +1,4 @@
-"""Which wire layer a client uses, and that the core imports no extra at import time."""
+"""Which transport a client uses, and that the core imports no extra at import time."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Client tests run on asyncio over both wire layers, and on trio over httpx."""
+"""Client tests run on asyncio over both transports, and on trio over httpx."""
 
 from __future__ import annotations
 
@@ -41,7 +41,7 @@ def transport(backend_and_transport: tuple[str, str]) -> str:
 
 @pytest.fixture
 def make_client(transport: str) -> ClientFactory:
-    """Open a client on an emulator, over this test's wire layer."""
+    """Open a client on an emulator, over this test's transport."""
 
     @asynccontextmanager
     async def open_client(emulator: Emulator, **options: Any) -> AsyncIterator[PhoneConfirmClient]:

@@ -1,4 +1,4 @@
-"""Retry rules against the emulator's injected faults, on every wire layer."""
+"""Retry rules against the emulator's injected faults, on every transport."""
 
 from __future__ import annotations
 
