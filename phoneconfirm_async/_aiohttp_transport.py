@@ -13,34 +13,23 @@ from typing import Final
 import aiohttp
 from yarl import URL
 
-from phoneconfirm_async._errors import TransportError
 from phoneconfirm_async._transport import (
+    Classes,
     TransportRequest,
     TransportResponse,
     attempt_timed_out,
-    exception_summary,
+    classify,
 )
 
-_NOT_SENT: tuple[tuple[type[Exception], str], ...] = (
+_NOT_SENT: Classes = (
     (aiohttp.ConnectionTimeoutError, "connect_timeout"),
     (aiohttp.ClientConnectorError, "connect"),
 )
-_SENT: tuple[tuple[type[Exception], str], ...] = (
+_SENT: Classes = (
     (aiohttp.ServerTimeoutError, "read_timeout"),
     (aiohttp.ServerDisconnectedError, "disconnected"),
     (aiohttp.ClientPayloadError, "disconnected"),
 )
-
-
-def classify_aiohttp(exc: BaseException) -> TransportError:
-    """The failure class of an aiohttp exception (anything unsure counts as sent)."""
-    for cls, kind in _NOT_SENT:
-        if isinstance(exc, cls):
-            return TransportError(exception_summary(exc), sent=False, kind=kind)
-    for cls, kind in _SENT:
-        if isinstance(exc, cls):
-            return TransportError(exception_summary(exc), sent=True, kind=kind)
-    return TransportError(exception_summary(exc), sent=True, kind="network")
 
 
 class _Watch:
@@ -164,7 +153,7 @@ class AiohttpTransport:
                     body = await _read_capped(response.content, request.max_body)
                 answer = TransportResponse(response.status, headers, body)
         except (TimeoutError, aiohttp.ClientError) as exc:
-            failure = classify_aiohttp(exc)
+            failure = classify(exc, _NOT_SENT, _SENT)
         except asyncio.CancelledError:
             # Ours and nobody else's: the attempt outlived its bound.
             if watch is not None and watch.fired and watch.task.uncancel() == 0:

@@ -15,37 +15,26 @@ from typing import Final
 import anyio
 import httpx
 
-from phoneconfirm_async._errors import TransportError
 from phoneconfirm_async._transport import (
+    Classes,
     TransportRequest,
     TransportResponse,
     attempt_timed_out,
-    exception_summary,
+    classify,
 )
 
 #: Only the encodings ``_read_capped`` inflates in bounded memory (not br or zstd).
 _HEADERS: Final = {"accept-encoding": "gzip, deflate"}
-_NOT_SENT: tuple[tuple[type[Exception], str], ...] = (
+_NOT_SENT: Classes = (
     (httpx.ConnectTimeout, "connect_timeout"),
     (httpx.PoolTimeout, "pool_timeout"),
     (httpx.ConnectError, "connect"),
 )
-_SENT: tuple[tuple[type[Exception], str], ...] = (
+_SENT: Classes = (
     (httpx.ReadTimeout, "read_timeout"),
     (httpx.WriteTimeout, "write_timeout"),
     (httpx.RemoteProtocolError, "disconnected"),
 )
-
-
-def classify_httpx(exc: httpx.HTTPError) -> TransportError:
-    """The failure class of an httpx exception (anything unsure counts as sent)."""
-    for cls, kind in _NOT_SENT:
-        if isinstance(exc, cls):
-            return TransportError(exception_summary(exc), sent=False, kind=kind)
-    for cls, kind in _SENT:
-        if isinstance(exc, cls):
-            return TransportError(exception_summary(exc), sent=True, kind=kind)
-    return TransportError(exception_summary(exc), sent=True, kind="network")
 
 
 async def _send(client: httpx.AsyncClient, request: TransportRequest) -> TransportResponse:
@@ -61,7 +50,7 @@ async def _send(client: httpx.AsyncClient, request: TransportRequest) -> Transpo
             finally:
                 await response.aclose()
         except httpx.HTTPError as exc:
-            failure = classify_httpx(exc)
+            failure = classify(exc, _NOT_SENT, _SENT)
         else:
             return TransportResponse(response.status_code, response.headers, body)
         raise failure  # outside the except block: the httpx exception is not chained

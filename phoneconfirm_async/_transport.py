@@ -88,6 +88,23 @@ class Transport(Protocol):
         ...
 
 
+#: Exception classes of an HTTP library and the ``TransportError.kind`` each stands for.
+Classes = tuple[tuple[type[BaseException], str], ...]
+
+
+def classify(exc: BaseException, not_sent: Classes, sent: Classes) -> TransportError:
+    """The TransportError for an HTTP library's exception: ``not_sent`` lists the classes
+    that prove the request never left; anything else, listed in ``sent`` or unsure, counts
+    as sent (kind ``"network"`` when unlisted)."""
+    for cls, kind in not_sent:
+        if isinstance(exc, cls):
+            return TransportError(exception_summary(exc), sent=False, kind=kind)
+    for cls, kind in sent:
+        if isinstance(exc, cls):
+            return TransportError(exception_summary(exc), sent=True, kind=kind)
+    return TransportError(exception_summary(exc), sent=True, kind="network")
+
+
 def exception_summary(exc: BaseException) -> str:
     """``"Type: text"`` of a library exception (its text may hold the URL: redact it)."""
     text = str(exc)

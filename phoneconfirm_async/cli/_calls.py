@@ -2,21 +2,16 @@
 
 from __future__ import annotations
 
-import sys
 from typing import Any
 
 import click
 
 from phoneconfirm_async import PhoneConfirmError
 from phoneconfirm_async.cli._common import (
-    EXIT_FAILED,
-    EXIT_OK,
     credential_options,
     credentials_from,
-    interrupt_exits,
+    exit_with_row,
     open_client,
-    print_row,
-    run_async,
 )
 from phoneconfirm_async.cli._io import place_row, verify_row
 
@@ -40,10 +35,7 @@ def place(phone: str, country_code: str, code: str, response_format: str, **kw: 
                 return place_row(1, fields, error=exc)
             return place_row(1, fields, result=result)
 
-    with interrupt_exits():
-        row = run_async(run)
-    print_row(row)
-    sys.exit(EXIT_OK if row["outcome"] == "placed" else EXIT_FAILED)
+    exit_with_row(run, "placed")
 
 
 @click.command()
@@ -63,7 +55,4 @@ def verify(transaction_number: str, code: str, **kw: Any) -> None:
                 return verify_row(1, fields, error=exc)
             return verify_row(1, fields, result=result)
 
-    with interrupt_exits():
-        row = run_async(run)
-    print_row(row)
-    sys.exit(EXIT_OK if row["outcome"] == "verified" else EXIT_FAILED)
+    exit_with_row(run, "verified")

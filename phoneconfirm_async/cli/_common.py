@@ -8,7 +8,7 @@ import json
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
-from typing import Any, Final, TypeVar
+from typing import Any, Final, NoReturn, TypeVar
 
 import anyio
 import click
@@ -111,3 +111,12 @@ def interrupt_exits() -> Iterator[None]:
 
 def print_row(row: dict[str, Any]) -> None:
     click.echo(json.dumps(row, ensure_ascii=False))
+
+
+def exit_with_row(run: Callable[[], Awaitable[dict[str, Any]]], success: str) -> NoReturn:
+    """Run a one-row command: print its row as JSON on stdout, exit 0 when the row's
+    ``outcome`` is ``success``, 1 otherwise (2 for configuration errors, 130 on Ctrl-C)."""
+    with interrupt_exits():
+        row = run_async(run)
+    print_row(row)
+    sys.exit(EXIT_OK if row["outcome"] == success else EXIT_FAILED)

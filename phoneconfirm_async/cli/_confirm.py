@@ -16,14 +16,10 @@ from anyio.streams.memory import MemoryObjectReceiveStream
 
 from phoneconfirm_async import ConfirmationSession, PhoneConfirmError, SessionState
 from phoneconfirm_async.cli._common import (
-    EXIT_FAILED,
-    EXIT_OK,
     credential_options,
     credentials_from,
-    interrupt_exits,
+    exit_with_row,
     open_client,
-    print_row,
-    run_async,
 )
 from phoneconfirm_async.cli._io import error_field
 
@@ -113,10 +109,7 @@ def confirm(
                 "error": error_field(session.error),
             }
 
-    with interrupt_exits():
-        row = run_async(run)
-    print_row(row)
-    sys.exit(EXIT_OK if row["outcome"] == "verified" else EXIT_FAILED)
+    exit_with_row(run, "verified")
 
 
 def _start_stdin_reader() -> MemoryObjectReceiveStream[str]:
