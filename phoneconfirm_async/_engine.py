@@ -104,18 +104,14 @@ class Engine:
         self.parsers = settings.parsers
         self.closed = False
         # The part of every query that never changes, encoded once.
-        static = _encode(
-            (
-                ("type", settings.response_format),
-                ("apikey", settings.api_key),
-                ("domain", settings.domain),
-            )
-        )
         secret = settings.secret_key
-        self._place_tail = ("&" + _encode((("secret_key", secret),)) if secret else "") + (
-            "&" + static
+        static = (
+            ("type", settings.response_format),
+            ("apikey", settings.api_key),
+            ("domain", settings.domain),
         )
-        self._verify_tail = "&" + static
+        self._place_tail = "&" + _encode(((("secret_key", secret),) if secret else ()) + static)
+        self._verify_tail = "&" + _encode(static)
         self._placecall_url = f"{settings.base_url}/phoneconfirm/placecall/?"
         self._verifycode_url = f"{settings.base_url}/phoneconfirm/verifycode/?"
         self._secrets = (settings.api_key, secret)
