@@ -16,6 +16,7 @@ from phoneconfirm_async._errors import ParseError as ParseError
 from phoneconfirm_async._errors import PhoneConfirmError as PhoneConfirmError
 from phoneconfirm_async._errors import RateLimitedError as RateLimitedError
 from phoneconfirm_async._errors import ServerError as ServerError
+from phoneconfirm_async._errors import StoreError as StoreError
 from phoneconfirm_async._errors import TransportError as TransportError
 from phoneconfirm_async._errors import ValidationError as ValidationError
 from phoneconfirm_async._models import PlaceCallRequest as PlaceCallRequest
@@ -24,11 +25,17 @@ from phoneconfirm_async._models import VerifyRequest as VerifyRequest
 from phoneconfirm_async._models import VerifyResult as VerifyResult
 from phoneconfirm_async._parsers import ParserRegistry as ParserRegistry
 from phoneconfirm_async._parsers import ResponseParser as ResponseParser
+from phoneconfirm_async._postgres_store import PostgresStore as PostgresStore
 from phoneconfirm_async._retry import RetryEvent as RetryEvent
 from phoneconfirm_async._retry import RetryPolicy as RetryPolicy
 from phoneconfirm_async._scheduler import ConfirmationScheduler as ConfirmationScheduler
 from phoneconfirm_async._scheduler import ConfirmationSession as ConfirmationSession
-from phoneconfirm_async._scheduler import SessionState as SessionState
+from phoneconfirm_async._sqlite_store import SQLiteStore as SQLiteStore
+from phoneconfirm_async._store import MemoryStore as MemoryStore
+from phoneconfirm_async._store import SessionRecord as SessionRecord
+from phoneconfirm_async._store import SessionState as SessionState
+from phoneconfirm_async._store import SessionStore as SessionStore
+from phoneconfirm_async._store_url import store_from_url as store_from_url
 from phoneconfirm_async._transport import Transport as Transport
 from phoneconfirm_async._transport import TransportRequest as TransportRequest
 from phoneconfirm_async._transport import TransportResponse as TransportResponse
@@ -45,18 +52,24 @@ __all__ = [
     "ConfirmationSession",
     "DomainNotAuthorizedError",
     "InvalidRequestError",
+    "MemoryStore",
     "ParseError",
     "ParserRegistry",
     "PhoneConfirmClient",
     "PhoneConfirmError",
     "PlaceCallRequest",
     "PlaceCallResult",
+    "PostgresStore",
     "RateLimitedError",
     "ResponseParser",
     "RetryEvent",
     "RetryPolicy",
+    "SQLiteStore",
     "ServerError",
+    "SessionRecord",
     "SessionState",
+    "SessionStore",
+    "StoreError",
     "Transport",
     "TransportError",
     "TransportRequest",
@@ -64,6 +77,7 @@ __all__ = [
     "ValidationError",
     "VerifyRequest",
     "VerifyResult",
+    "store_from_url",
 ]
 
 # Reprs and tracebacks show the public path (phoneconfirm_async.X), not the private module.

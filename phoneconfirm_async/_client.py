@@ -21,7 +21,7 @@ from phoneconfirm_async._batch import BatchIterator, PlaceRow, VerifyRow, run_ba
 from phoneconfirm_async._engine import Engine, EngineSettings, Params
 from phoneconfirm_async._errors import ConfigurationError
 from phoneconfirm_async._httpx_transport import HttpxTransport, PooledHttpxTransport
-from phoneconfirm_async._lifetime import background_tasks
+from phoneconfirm_async._lifetime import background_tasks, running_on_asyncio
 from phoneconfirm_async._models import (
     Operation,
     PlaceCallRequest,
@@ -33,6 +33,7 @@ from phoneconfirm_async._parsers import ParserRegistry
 from phoneconfirm_async._redact import install_log_filters
 from phoneconfirm_async._retry import RetryPolicy
 from phoneconfirm_async._scheduler import DEFAULT_RETAIN, ConfirmationScheduler
+from phoneconfirm_async._store import SessionStore
 from phoneconfirm_async._transport import BoundedTransport, Transport
 
 DEFAULT_BASE_URL: Final = "https://www.xverify.com/services"
@@ -50,16 +51,6 @@ class _State(enum.Enum):
     UNOPENED = "unopened"
     OPEN = "open"
     CLOSED = "closed"
-
-
-def _running_on_asyncio() -> bool:
-    import asyncio  # detection only: the client itself uses anyio primitives
-
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return False
-    return True
 
 
 class PhoneConfirmClient(anyio.AsyncContextManagerMixin):
@@ -239,7 +230,7 @@ class PhoneConfirmClient(anyio.AsyncContextManagerMixin):
         if self._http_client is not None:
             self._transport_name = "httpx"
             return HttpxTransport(self._http_client), None
-        if choice in ("auto", "aiohttp") and _running_on_asyncio():
+        if choice in ("auto", "aiohttp") and running_on_asyncio():
             try:
                 from phoneconfirm_async._aiohttp_transport import AiohttpTransport
             except ImportError:
@@ -269,15 +260,28 @@ class PhoneConfirmClient(anyio.AsyncContextManagerMixin):
 
     # -- doors ----------------------------------------------------------------------------
     def scheduler(
-        self, *, retry: RetryPolicy | None = None, retain: float = DEFAULT_RETAIN
+        self,
+        *,
+        store: SessionStore | None = None,
+        retry: RetryPolicy | None = None,
+        retain: float = DEFAULT_RETAIN,
+        drive: bool = True,
     ) -> ConfirmationScheduler:
         """A local redial scheduler on this client (use it with ``async with``).
 
         See :class:`ConfirmationScheduler`: it places calls at ``call_place_time``, redials
         every ``redial_interval`` until verified or ``1 + redial_count`` calls were placed,
-        and never sends redial arguments to the service.
+        and never sends redial arguments to the service. ``store`` is where its sessions
+        live (default: this process's memory); it holds at most ``max_concurrency`` calls.
         """
-        return ConfirmationScheduler(self, retry=retry, retain=retain)
+        return ConfirmationScheduler(
+            self,
+            store=store,
+            retry=retry,
+            retain=retain,
+            concurrency=self.max_concurrency,
+            drive=drive,
+        )
 
     def place_many(
         self,

@@ -23,6 +23,9 @@ own exception text.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any, Final
+
 
 class PhoneConfirmError(Exception):
     """Base class of every error raised by phoneconfirm_async."""
@@ -157,3 +160,68 @@ _BY_CODE: dict[int, type[ApiError]] = {
 def api_error_for(code: int, message: str, status_code: int) -> ApiError:
     """The exception for a service error code (``ApiError`` itself for unknown codes)."""
     return _BY_CODE.get(code, ApiError)(message, code=code, status_code=status_code)
+
+
+class StoreError(PhoneConfirmError):
+    """Raised when a session store failed during an operation (its database went away, say).
+
+    ``store`` names the store (never with a password). The operation may or may not have
+    taken effect; a claimed call is never lost by it (the claim's lease settles it).
+    """
+
+    def __init__(self, message: str, *, store: str) -> None:
+        super().__init__(f"{store}: {message}")
+        self.store = store
+
+
+#: Public attributes an error keeps when a durable store writes it down.
+_KEPT_ATTRIBUTES: Final = (
+    "code",
+    "status_code",
+    "message",
+    "retry_after",
+    "kind",
+    "sent",
+    "field",
+    "rule",
+    "store",
+)
+
+
+def error_to_state(exc: PhoneConfirmError) -> dict[str, Any]:
+    """What a durable store keeps of a session's error: class, text, public attributes."""
+    kept = {name: getattr(exc, name) for name in _KEPT_ATTRIBUTES if hasattr(exc, name)}
+    return {"type": type(exc).__name__, "text": str(exc), "attributes": kept}
+
+
+def error_from_state(state: Mapping[str, Any]) -> PhoneConfirmError:
+    """The error again, in any process: same class, text and public attributes."""
+    cls = _BY_NAME.get(str(state.get("type")), PhoneConfirmError)
+    exc = cls.__new__(cls)
+    Exception.__init__(exc, str(state.get("text", "")))
+    attributes = state.get("attributes")
+    if isinstance(attributes, Mapping):
+        for name in _KEPT_ATTRIBUTES:
+            if name in attributes:
+                setattr(exc, name, attributes[name])
+    return exc
+
+
+_BY_NAME: Final[dict[str, type[PhoneConfirmError]]] = {
+    cls.__name__: cls
+    for cls in (
+        PhoneConfirmError,
+        ConfigurationError,
+        ValidationError,
+        TransportError,
+        ParseError,
+        CallOutcomeUnknownError,
+        ApiError,
+        AuthenticationError,
+        DomainNotAuthorizedError,
+        InvalidRequestError,
+        RateLimitedError,
+        ServerError,
+        StoreError,
+    )
+}

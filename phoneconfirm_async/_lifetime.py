@@ -28,3 +28,14 @@ async def background_tasks() -> AsyncIterator[TaskGroup]:
             tg.cancel_scope.cancel()
     if error is not None:
         raise error
+
+
+def running_on_asyncio() -> bool:
+    """True inside an asyncio event loop (trio has none)."""
+    import asyncio  # detection only: the library itself uses anyio primitives
+
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True

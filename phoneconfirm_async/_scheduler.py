@@ -1,33 +1,38 @@
 """The local redial scheduler: calls at the right time, again when nobody confirmed, never
 after a confirmation, never twice by accident.
 
-All timers live in one heap driven by one task (not a sleeping task per session), on
-``anyio.current_time()``, so trio's ``MockClock`` drives it in tests and 100,000 pending
-sessions cost a heap entry and a small object each. Call attempts run in the scheduler's task
-group under the client's concurrency and rate limits.
+The scheduler keeps no session state itself: its store does (see ``_store``). One driver
+task per scheduler asks the store for the calls that are due, at most ``concurrency`` held
+at once, places each in the scheduler's task group under the client's limits, and writes
+the answer back. The store records a call as made before it is dialled, so a process that
+dies mid-call never causes a second call: another process settles the claim when its lease
+ends. With the default :class:`MemoryStore` everything stays in this process, on
+``anyio.current_time()`` (trio's ``MockClock`` drives it in tests).
 """
 
 from __future__ import annotations
 
 import contextlib
-import enum
-import heapq
-import itertools
 import logging
 import secrets
 import time
-from collections.abc import AsyncIterator, Callable
+import weakref
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import datetime, timedelta
-from typing import Final, Self
+from typing import Final, Self, TypeVar
 
 import anyio
+import anyio.lowlevel
+import tenacity
 from anyio.abc import TaskGroup
 
 from phoneconfirm_async import _validation
 from phoneconfirm_async._engine import RequestEngine
 from phoneconfirm_async._errors import (
     CallOutcomeUnknownError,
+    ConfigurationError,
     PhoneConfirmError,
+    StoreError,
     ValidationError,
 )
 from phoneconfirm_async._lifetime import background_tasks
@@ -39,241 +44,261 @@ from phoneconfirm_async._models import (
 )
 from phoneconfirm_async._redact import mask_phone
 from phoneconfirm_async._retry import RetryPolicy
+from phoneconfirm_async._store import (
+    MemoryStore,
+    SessionRecord,
+    SessionState,
+    SessionStore,
+)
 
 logger = logging.getLogger("phoneconfirm_async")
 
 #: How long a finished session stays findable with ``scheduler.get`` (a late verify
 #: after EXHAUSTED still succeeds within it).
 DEFAULT_RETAIN: Final = 3600.0
+#: Calls one scheduler holds at once when the client does not say (its max_concurrency).
+DEFAULT_CONCURRENCY: Final = 100
+#: Longest a write after a call is retried before the claim is left to its lease.
+_WRITE_PATIENCE: Final = 10.0
+_T = TypeVar("_T")
 
 
-class SessionState(enum.Enum):
-    """Where a confirmation session stands."""
-
-    SCHEDULED = "scheduled"  #: waiting for the first call's time
-    CALLING = "calling"  #: a call placement is in flight
-    AWAITING_CODE = "awaiting_code"  #: called; waiting for the code or the next redial
-    VERIFIED = "verified"  #: the person's code matched
-    EXHAUSTED = "exhausted"  #: every call placed, no code within the last interval
-    FAILED = "failed"  #: a permanent error (on ``session.error``)
-    CANCELLED = "cancelled"  #: cancelled by the caller or by closing the scheduler
-
-    @property
-    def is_final(self) -> bool:
-        """True for the states a session waits for (EXHAUSTED can still become VERIFIED)."""
-        return self in _FINAL
+def _called(record: SessionRecord) -> bool:
+    """A call's answer (or its unknown outcome) is in, or the session ended."""
+    return record.state.is_final or record.calls_made > (record.state is SessionState.CALLING)
 
 
-_FINAL: Final = frozenset(
-    {SessionState.VERIFIED, SessionState.EXHAUSTED, SessionState.FAILED, SessionState.CANCELLED}
-)
-_CLOSED: Final = frozenset({SessionState.VERIFIED, SessionState.FAILED, SessionState.CANCELLED})
-
-
-class _Timer(enum.IntEnum):
-    CALL = 0
-    EXHAUST = 1
-    FORGET = 2
-
-
-#: What a session calls when it reaches a final state (its scheduler's bookkeeping).
-FinalStateHook = Callable[["ConfirmationSession", "SessionState"], None]
+def _final(record: SessionRecord) -> bool:
+    return record.state.is_final
 
 
 class ConfirmationSession:
     """One person being confirmed: its calls, its state, and the way to check their code.
 
-    Create sessions with :meth:`ConfirmationScheduler.schedule`. ``id`` is a random opaque
-    string to keep (in a web session, say) and find the session again with
-    :meth:`ConfirmationScheduler.get`.
+    Create sessions with :meth:`ConfirmationScheduler.schedule`; find one again (in any
+    process on the same durable store) with :meth:`ConfirmationScheduler.get`. ``id`` is a
+    random opaque string to keep, in a web session say.
+
+    On a durable store the attributes are the session as this process last saw it: they are
+    brought up to date by ``verify``, ``cancel``, ``wait``, ``wait_called``, ``refresh``
+    and by this process's own calls.
     """
 
-    __slots__ = (
-        "_called",
-        "_client",
-        "_done",
-        "_generation",
-        "_in_flight",
-        "_on_final",
-        "attempts",
-        "calls_made",
-        "error",
-        "id",
-        "redial_count",
-        "redial_interval",
-        "request",
-        "state",
-    )
+    __slots__ = ("__weakref__", "_record", "_scheduler")
 
-    def __init__(
-        self,
-        request: PlaceCallRequest,
-        redial_count: int,
-        redial_interval: float,
-        *,
-        client: RequestEngine,
-        on_final: FinalStateHook,
-    ) -> None:
-        self._client = client
-        self._on_final = on_final
-        self.id = secrets.token_urlsafe(16)
-        self.request = request
-        self.redial_count = redial_count
-        self.redial_interval = redial_interval
-        self.state = SessionState.SCHEDULED
-        #: Every answered placement so far, in order.
-        self.attempts: tuple[PlaceCallResult, ...] = ()
-        #: Calls that may have gone out: answered ones plus those whose outcome is unknown.
-        self.calls_made = 0
-        #: The exception that made the session FAILED, if it did.
-        self.error: PhoneConfirmError | None = None
-        self._generation = 0
-        self._in_flight: anyio.CancelScope | None = None
-        self._done: anyio.Event | None = None
-        self._called: anyio.Event | None = None
+    def __init__(self, record: SessionRecord, scheduler: ConfirmationScheduler) -> None:
+        self._record = record
+        self._scheduler = scheduler
 
     def __repr__(self) -> str:
+        record = self._record
+        phone = "-" if record.request is None else mask_phone(record.request.phone)
         return (
-            f"<ConfirmationSession {self.id} phone={mask_phone(self.request.phone)} "
-            f"state={self.state.name} calls={self.calls_made}/{1 + self.redial_count}>"
+            f"<ConfirmationSession {record.id} phone={phone} state={record.state.name} "
+            f"calls={record.calls_made}/{record.calls_allowed}>"
         )
 
     @property
+    def id(self) -> str:
+        return self._record.id
+
+    @property
+    def state(self) -> SessionState:
+        return self._record.state
+
+    @property
+    def calls_made(self) -> int:
+        """Calls that may have gone out: answered ones, one in flight, unknown outcomes."""
+        return self._record.calls_made
+
+    @property
+    def attempts(self) -> tuple[PlaceCallResult, ...]:
+        """Every answered placement so far, in order."""
+        return self._record.attempts
+
+    @property
+    def error(self) -> PhoneConfirmError | None:
+        """The exception that made the session FAILED, if it did."""
+        return self._record.error
+
+    @property
+    def request(self) -> PlaceCallRequest | None:
+        """The call to place; None once the session is final (phone and code are erased)."""
+        return self._record.request
+
+    @property
+    def redial_count(self) -> int:
+        return self._record.redial_count
+
+    @property
+    def redial_interval(self) -> float:
+        return self._record.redial_interval
+
+    @property
     def calls_allowed(self) -> int:
-        return 1 + self.redial_count
+        return self._record.calls_allowed
 
     async def verify(self, code: str) -> VerifyResult:
         """Check the code the person typed against the latest placed call.
 
-        A match makes the session VERIFIED (also after EXHAUSTED) and cancels pending
-        redials; a wrong code changes nothing, redials go on.
+        A match makes the session VERIFIED (also after EXHAUSTED) and stops its redials in
+        every process; a wrong code changes nothing, redials go on.
 
         Raises:
-            ValidationError: the code breaks its rule, or no call was placed yet.
+            ValidationError: the code breaks its rule, or no call was answered yet.
+            StoreError: a durable store failed.
             PhoneConfirmError: the verification itself failed (see ``verify_code``).
         """
         code = _validation.code(code)
-        request = VerifyRequest(self._latest_transaction(), code)
-        result = await self._client.verify(request)
-        if result.verified and self.state is not SessionState.VERIFIED:
-            self._on_final(self, SessionState.VERIFIED)
+        scheduler = self._scheduler
+        await scheduler.refresh_session(self)
+        request = VerifyRequest(_latest_transaction(self._record.attempts), code)
+        result = await scheduler.client.verify(request)
+        if result.verified and self._record.state is not SessionState.VERIFIED:
+            await scheduler.end_session(self, SessionState.VERIFIED)
         return result
 
     async def cancel(self) -> None:
-        """Stop the session: pending calls are dropped, a placement in flight is cancelled."""
-        if self.state not in _CLOSED:
-            if self._in_flight is not None:
-                self._in_flight.cancel()
-            self._on_final(self, SessionState.CANCELLED)
+        """Stop the session in every process: no more calls; one in flight here is cancelled
+        (one in flight in another process may still ring)."""
+        await self._scheduler.end_session(self, SessionState.CANCELLED)
         await anyio.lowlevel.checkpoint()
 
     async def wait(self) -> SessionState:
         """Wait until the session is VERIFIED, EXHAUSTED, FAILED or CANCELLED; return it."""
-        if not self.state.is_final:
-            if self._done is None:
-                self._done = anyio.Event()
-            await self._done.wait()
-        else:
-            await anyio.lowlevel.checkpoint()
-        return self.state
+        return (await self._scheduler.wait_for(self, _final)).state
 
     async def wait_called(self) -> bool:
-        """Wait until the first call was placed (its answer, or an unknown outcome, is in).
+        """Wait until the first call's answer (or its unknown outcome) is in.
 
         Returns False if the session ended before any call (cancelled or failed). Useful to
         tell a user "your phone is ringing" before asking for the code.
         """
-        if self.calls_made == 0 and not self.state.is_final:
-            if self._called is None:
-                self._called = anyio.Event()
-            await self._called.wait()
-        else:
-            await anyio.lowlevel.checkpoint()
-        return self.calls_made > 0
+        return (await self._scheduler.wait_for(self, _called)).calls_made > 0
 
-    def _notify_called(self) -> None:
-        if self._called is not None:
-            self._called.set()
-            self._called = None
+    async def refresh(self) -> None:
+        """Read the session again from a durable store (no-op for the memory store)."""
+        await self._scheduler.refresh_session(self)
 
-    def _latest_transaction(self) -> str:
-        for attempt in reversed(self.attempts):
-            if attempt.placed and attempt.transaction_number:
-                return attempt.transaction_number
-        for attempt in reversed(self.attempts):
-            if attempt.transaction_number:
-                return attempt.transaction_number
-        raise ValidationError("session", "no call has been placed yet: nothing to verify")
+
+def _latest_transaction(attempts: tuple[PlaceCallResult, ...]) -> str:
+    for attempt in reversed(attempts):
+        if attempt.placed and attempt.transaction_number:
+            return attempt.transaction_number
+    for attempt in reversed(attempts):
+        if attempt.transaction_number:
+            return attempt.transaction_number
+    raise ValidationError("session", "no call has been placed yet: nothing to verify")
 
 
 class ConfirmationScheduler(anyio.AsyncContextManagerMixin):
     """Places calls locally at ``call_place_time``, redials every ``redial_interval`` until
     the code is verified or ``1 + redial_count`` calls were placed.
 
-    Use it as an async context manager (``async with client.scheduler() as scheduler``);
-    leaving the block cancels every pending session and waits for in-flight work.
+    Use it as an async context manager (``async with client.scheduler() as scheduler``).
+    With the default :class:`MemoryStore`, leaving the block cancels every pending session.
+    With a durable store (:class:`SQLiteStore`, :class:`PostgresStore`) leaving only stops
+    this process's share of the work: sessions stay pending for the other processes on the
+    store, or for the next start.
 
     Args:
         client: an open :class:`PhoneConfirmClient` (any object with its ``place`` and
             ``verify`` methods will do).
+        store: where sessions live (default: a new :class:`MemoryStore`).
         retry: the policy for each placement (transient failures are retried inside an
             attempt and do not consume redials); default: the client's.
         retain: seconds a finished session stays findable with :meth:`get`.
         wall_clock: the Unix time source that turns an absolute ``call_place_time`` into a
-            delay on anyio's clock (tests inject a fixed one).
+            delay (tests inject a fixed one).
+        concurrency: calls this scheduler holds at once (a durable store's claims beyond
+            it would wait under a lease); default: the client's ``max_concurrency``.
+        drive: False to schedule, find, verify and cancel sessions without placing calls
+            here (a web tier beside ``phoneconfirm worker`` processes); durable stores only.
+
+    Raises:
+        ConfigurationError: ``drive=False`` on a memory store (nobody would ever call).
     """
 
     def __init__(
         self,
         client: RequestEngine,
         *,
+        store: SessionStore | None = None,
         retry: RetryPolicy | None = None,
         retain: float = DEFAULT_RETAIN,
         wall_clock: Callable[[], float] = time.time,
+        concurrency: int | None = None,
+        drive: bool = True,
     ) -> None:
         if retain < 0:
             raise ValueError("retain must not be negative")
+        if store is None:
+            store = MemoryStore()
+        elif not isinstance(store, SessionStore):
+            raise TypeError(f"store must implement SessionStore, not {type(store).__name__}")
+        if not drive and not store.durable:
+            raise ConfigurationError(
+                "drive=False needs a durable store: with a MemoryStore no process would call"
+            )
+        if concurrency is None:
+            concurrency = getattr(client, "max_concurrency", DEFAULT_CONCURRENCY)
+        if not isinstance(concurrency, int) or concurrency < 1:
+            raise ValueError("concurrency must be a whole number >= 1")
         self.client = client
+        self.store = store
         self.retry = retry
         self.retain = retain
         self.wall_clock = wall_clock
-        self._sessions: dict[str, ConfirmationSession] = {}
-        self._heap: list[tuple[float, int, _Timer, int, ConfirmationSession]] = []
-        self._counter = itertools.count()
-        self._task_group: TaskGroup | None = None
-        self._wake = anyio.Event()
+        self.concurrency = concurrency
+        self.drive = drive
+        self._held: weakref.WeakValueDictionary[str, ConfirmationSession] = (
+            weakref.WeakValueDictionary()
+        )
+        self._events: dict[str, anyio.Event] = {}
+        self._in_flight: dict[str, anyio.CancelScope] = {}
+        self._tasks: TaskGroup | None = None
         self._open = False
         self._entered = False
-        # One bound method shared by every session (a new one per session costs memory).
-        self._on_final: FinalStateHook = self._finish
 
     def __len__(self) -> int:
-        """Sessions held: pending ones and finished ones still retained."""
-        return len(self._sessions)
+        """Sessions held by a memory store: pending ones and finished ones still retained.
+
+        Raises:
+            TypeError: on a durable store (its sessions live in the database).
+        """
+        if isinstance(self.store, MemoryStore):
+            return len(self.store)
+        raise TypeError(f"{self.store.name} keeps its sessions in the database: no len()")
+
+    def __repr__(self) -> str:
+        return f"<ConfirmationScheduler store={self.store.name} open={self._open}>"
 
     @contextlib.asynccontextmanager
     async def __asynccontextmanager__(self) -> AsyncIterator[Self]:
         if self._entered:
             raise RuntimeError("a ConfirmationScheduler can be entered only once")
         self._entered = True
-        async with background_tasks() as tasks:
-            self._task_group = tasks
-            self._open = True
-            tasks.start_soon(self._drive)
-            try:
-                yield self
-            finally:
-                self._close()
-
-    def _close(self) -> None:
-        """Cancel every pending session; the task group then cancels in-flight work."""
-        self._open = False
-        for session in list(self._sessions.values()):
-            if session.state not in _CLOSED and session.state is not SessionState.EXHAUSTED:
-                if session._in_flight is not None:
-                    session._in_flight.cancel()
-                self._finish(session, SessionState.CANCELLED)
-        self._heap.clear()
+        try:
+            async with (
+                self.store.open(retain=self.retain, on_change=self._changed_elsewhere),
+                background_tasks() as tasks,
+            ):
+                self._tasks = tasks
+                self._open = True
+                if self.drive:
+                    tasks.start_soon(self._drive, tasks)
+                try:
+                    yield self
+                finally:
+                    self._open = False
+                    if not self.store.durable:
+                        for scope in self._in_flight.values():
+                            scope.cancel()
+        finally:
+            self._open = False
+            for event in self._events.values():
+                event.set()  # waiters see the final state (memory) or a closed scheduler
+            self._events.clear()
 
     # -- public -----------------------------------------------------------------------------
     async def schedule(
@@ -291,16 +316,16 @@ class ConfirmationScheduler(anyio.AsyncContextManagerMixin):
         Args:
             phone, country_code, code: as for ``place_call``.
             redial_count: calls after the first, 0-10, while nobody verifies.
-            redial_interval: seconds (or a timedelta) from one placed call to the next, and
-                from the last call to EXHAUSTED.
+            redial_interval: seconds (or a timedelta) from one answered call to the next,
+                and from the last call to EXHAUSTED.
             call_place_time: an aware datetime, or a delay (timedelta or seconds); a past
                 time means now. A naive datetime is a ValidationError.
 
         Raises:
             ValidationError: an argument breaks its rule; nothing is scheduled.
+            StoreError: a durable store failed; the session may not exist.
         """
-        if not self._open:
-            raise RuntimeError("the scheduler is not open: use 'async with client.scheduler()'")
+        self._require_open()
         request = PlaceCallRequest(phone, country_code, code)
         count = _validation.redial_count(redial_count)
         interval = _validation.redial_interval(redial_interval)
@@ -311,98 +336,235 @@ class ConfirmationScheduler(anyio.AsyncContextManagerMixin):
                 delay = when.timestamp() - self.wall_clock()
             else:
                 delay = when
-        session = ConfirmationSession(
-            request, count, interval, client=self.client, on_final=self._on_final
+        record = SessionRecord(
+            id=secrets.token_urlsafe(16),
+            request=request,
+            redial_count=count,
+            redial_interval=interval,
+            state=SessionState.SCHEDULED,
+            due=self.store.now() + max(delay, 0.0),
         )
-        self._sessions[session.id] = session
-        self._push(anyio.current_time() + max(delay, 0.0), _Timer.CALL, session)
+        await self.store.add(record)
+        session = self._hold(record)
         await anyio.lowlevel.checkpoint()
         return session
 
-    def get(self, session_id: str) -> ConfirmationSession | None:
-        """The session with this id, while pending or retained; None otherwise."""
-        return self._sessions.get(session_id)
+    async def get(self, session_id: str) -> ConfirmationSession | None:
+        """The session with this id, while pending or retained; None otherwise.
 
-    # -- the timer loop ---------------------------------------------------------------------
-    def _push(self, due: float, timer: _Timer, session: ConfirmationSession) -> None:
-        entry = (due, next(self._counter), timer, session._generation, session)
-        heapq.heappush(self._heap, entry)
-        if self._heap[0] is entry:
-            self._wake.set()  # the driver sleeps until an older, later deadline: wake it
+        On a durable store it is found from any process (and read fresh).
 
-    async def _drive(self) -> None:
-        heap = self._heap
-        while True:
-            now = anyio.current_time()
-            while heap and heap[0][0] <= now:
-                due, _, timer, generation, session = heapq.heappop(heap)
-                if generation == session._generation:
-                    self._fire(timer, session, due)
-            self._wake = anyio.Event()
-            if heap:
-                with anyio.CancelScope(deadline=heap[0][0]):
-                    await self._wake.wait()
+        Raises:
+            StoreError: a durable store failed.
+        """
+        self._require_open()
+        record = await self.store.load(session_id)
+        return None if record is None else self._hold(record)
+
+    # -- what sessions call -------------------------------------------------------------------
+    async def refresh_session(self, session: ConfirmationSession) -> None:
+        """Read a durable store's copy of the session (the memory store's is the live one)."""
+        if self.store.durable:
+            self._require_open()
+            record = await self.store.load(session.id)
+            if record is not None:
+                session._record = record
+
+    async def end_session(self, session: ConfirmationSession, state: SessionState) -> None:
+        """VERIFIED or CANCELLED, if the session's state allows; then read it again."""
+        self._require_open()
+        updated = await self.store.finish(session.id, state, self.store.now())
+        if updated is None:
+            await self.refresh_session(session)
+            return
+        if state is SessionState.CANCELLED:
+            scope = self._in_flight.get(session.id)
+            if scope is not None:
+                scope.cancel()
+        self._updated(updated)
+
+    async def wait_for(
+        self, session: ConfirmationSession, done: Callable[[SessionRecord], bool]
+    ) -> SessionRecord:
+        """Until ``done(record)``: woken by this process's changes, by a store's change
+        notifications, and (durable stores) every ``poll_interval`` to read it again."""
+        poll = self.store.poll_interval
+        if done(session._record):
+            await anyio.lowlevel.checkpoint()
+            return session._record
+        while not done(session._record):
+            if not self._open:
+                raise RuntimeError(
+                    "the scheduler closed before the session ended "
+                    f"(it is {session.state.value}; it stays in {self.store.name})"
+                )
+            event = self._events.get(session.id)
+            if event is None:
+                event = self._events[session.id] = anyio.Event()
+            if poll is None:
+                await event.wait()
             else:
-                await self._wake.wait()
+                with anyio.move_on_after(poll):
+                    await event.wait()
+                await self.refresh_session(session)
+        return session._record
 
-    def _fire(self, timer: _Timer, session: ConfirmationSession, due: float) -> None:
-        if timer is _Timer.FORGET:
-            self._sessions.pop(session.id, None)
-        elif timer is _Timer.EXHAUST:
-            if session.state is SessionState.AWAITING_CODE:
-                self._finish(session, SessionState.EXHAUSTED)
-        elif session.state in (SessionState.SCHEDULED, SessionState.AWAITING_CODE):
-            session.state = SessionState.CALLING
-            assert self._task_group is not None
-            self._task_group.start_soon(self._attempt, session, due)
+    # -- bookkeeping ------------------------------------------------------------------------
+    def _require_open(self) -> None:
+        if not self._open:
+            raise RuntimeError("the scheduler is not open: use 'async with client.scheduler()'")
 
-    async def _attempt(self, session: ConfirmationSession, due: float) -> None:
-        request = session.request
-        generation = session._generation
-        with anyio.CancelScope() as scope:
-            session._in_flight = scope
-            try:
-                result = await self.client.place(request, retry=self.retry)
-            except CallOutcomeUnknownError:
-                result = None  # a call may have gone out: it counts, and nothing is re-sent
-            except PhoneConfirmError as exc:
-                session._in_flight = None
-                session.error = exc
-                self._finish(session, SessionState.FAILED)
-                return
-            finally:
-                session._in_flight = None
-        if scope.cancelled_caught:
-            return  # cancelled: the session is CANCELLED already
-        session.calls_made += 1
-        if result is not None:
-            session.attempts += (result,)
-        session._notify_called()
-        if generation != session._generation:
-            return  # verified meanwhile: nothing more to schedule
-        if logger.isEnabledFor(logging.DEBUG):
-            logger.debug(
-                "session %s: call %d/%d to %s: %s (due %.3f)",
-                session.id,
-                session.calls_made,
-                session.calls_allowed,
-                mask_phone(request.phone),
-                "unknown outcome" if result is None else result.status,
-                due,
-            )
-        session.state = SessionState.AWAITING_CODE
-        next_timer = _Timer.CALL if session.calls_made < session.calls_allowed else _Timer.EXHAUST
-        self._push(anyio.current_time() + session.redial_interval, next_timer, session)
-
-    def _finish(self, session: ConfirmationSession, state: SessionState) -> None:
-        """Move a session to a final state: drop its pending timers, wake its waiters."""
-        session.state = state
-        session._generation += 1  # every timer pushed before now is stale
-        if session._done is not None:
-            session._done.set()
-            session._done = None
-        session._notify_called()
-        if self._open:
-            self._push(anyio.current_time() + self.retain, _Timer.FORGET, session)
+    def _hold(self, record: SessionRecord) -> ConfirmationSession:
+        """The one session object of this id while the caller holds it, up to date."""
+        session = self._held.get(record.id)
+        if session is None:
+            session = ConfirmationSession(record, self)
+            self._held[record.id] = session
         else:
-            self._sessions.pop(session.id, None)
+            session._record = record
+        return session
+
+    def _updated(self, record: SessionRecord) -> None:
+        """A record changed here: the held session sees it, its waiters wake."""
+        session = self._held.get(record.id)
+        if session is not None:
+            session._record = record
+        event = self._events.pop(record.id, None)
+        if event is not None:
+            event.set()
+
+    def _changed_elsewhere(self, session_id: str) -> None:
+        event = self._events.pop(session_id, None)
+        if event is not None:
+            event.set()  # the waiter reads the session again
+
+    # -- placing the calls that are due -------------------------------------------------------
+    async def _drive(self, tasks: TaskGroup) -> None:
+        store = self.store
+        in_flight = self._in_flight
+        failures = 0
+        while True:
+            free = self.concurrency - len(in_flight)
+            until: float | None = None
+            if free > 0:
+                now = store.now()
+                try:
+                    claimed = await store.claim(now, free)
+                    if len(claimed.calls) < free:
+                        until = await store.next_due()
+                except StoreError as exc:
+                    failures += 1
+                    until = now + min(2.0**failures * 0.05, store.poll_interval or 1.0)
+                    logger.warning("scheduler: %s; trying again", exc)
+                else:
+                    failures = 0
+                    for record in claimed.changed:
+                        self._updated(record)
+                    for record in claimed.calls:
+                        scope = in_flight[record.id] = anyio.CancelScope()
+                        self._updated(record)
+                        tasks.start_soon(self._call, record, scope)
+                    if (
+                        store.durable
+                        and until is not None
+                        and until <= now
+                        and not (claimed.calls or claimed.changed)
+                    ):
+                        until = now + 0.005  # due rows locked by another process's pass
+            await store.wait(until)
+
+    async def _call(self, record: SessionRecord, scope: anyio.CancelScope) -> None:
+        """Place one claimed call and write down its answer (or its unknown outcome)."""
+        store = self.store
+        request = record.request
+        assert request is not None
+        result: PlaceCallResult | None = None
+        error: PhoneConfirmError | None = None
+        try:
+            with scope:
+                try:
+                    result = await self._place(record, request)
+                except CallOutcomeUnknownError:
+                    pass  # a call may have gone out: it counts, and nothing is re-sent
+                except PhoneConfirmError as exc:
+                    error = exc
+        except anyio.get_cancelled_exc_class():
+            if store.durable:  # closing: settle the claim now, not when its lease ends
+                with anyio.CancelScope(shield=True):
+                    await self._write(lambda: store.record_call(record, None, store.now()))
+            raise
+        finally:
+            del self._in_flight[record.id]
+            store.wake()  # a slot is free
+        if scope.cancelled_caught:
+            return  # the session was cancelled: it is CANCELLED already
+        if error is not None:
+            failed = error
+            updated = await self._write(
+                lambda: store.finish(
+                    record.id,
+                    SessionState.FAILED,
+                    store.now(),
+                    error=failed,
+                    claimed_at=record.claimed_at,
+                )
+            )
+        else:
+            if logger.isEnabledFor(logging.DEBUG):
+                logger.debug(
+                    "session %s: call %d/%d to %s: %s",
+                    record.id,
+                    record.calls_made,
+                    record.calls_allowed,
+                    mask_phone(request.phone),
+                    "unknown outcome" if result is None else result.status,
+                )
+            updated = await self._write(lambda: store.record_call(record, result, store.now()))
+        if updated is not None:
+            self._updated(updated)
+        elif store.durable:
+            held = self._held.get(record.id)
+            if held is not None:
+                await self._write(lambda: self.refresh_session(held))
+
+    async def _place(self, record: SessionRecord, request: PlaceCallRequest) -> PlaceCallResult:
+        lease = self.store.lease
+        if lease is None:
+            return await self.client.place(request, retry=self.retry)
+        async with background_tasks() as tasks:
+            tasks.start_soon(self._renew, record, lease)
+            return await self.client.place(request, retry=self.retry)
+
+    async def _renew(self, record: SessionRecord, lease: float) -> None:
+        """Keep a durable claim while its call is in flight (a third of the lease apart)."""
+        store = self.store
+        while True:
+            await anyio.sleep(lease / 3)
+            try:
+                if not await store.renew(record, store.now()):
+                    return  # settled elsewhere (cancelled, verified): nothing to hold
+            except StoreError as exc:
+                logger.warning("session %s: cannot renew the claim: %s", record.id, exc)
+
+    async def _write(self, write: Callable[[], Awaitable[_T]]) -> _T | None:
+        """A store write after a call, retried on StoreError for a while; on giving up the
+        claim stays and its lease settles it (the call counts, outcome unknown)."""
+        if not self.store.durable:
+            return await write()
+        retrying = tenacity.AsyncRetrying(
+            stop=tenacity.stop_after_delay(_WRITE_PATIENCE),
+            wait=tenacity.wait_exponential(multiplier=0.05, max=2.0),
+            retry=tenacity.retry_if_exception_type(StoreError),
+            sleep=anyio.sleep,
+            reraise=True,
+        )
+
+        async def attempt() -> _T:
+            return await write()
+
+        try:
+            with anyio.CancelScope(shield=True):
+                return await retrying(attempt)
+        except StoreError as exc:
+            logger.error("scheduler: giving up a write after a call (lease settles it): %s", exc)
+        return None

@@ -211,7 +211,7 @@ async def test_verify_after_exhausted(
     """A right code after EXHAUSTED still makes the session VERIFIED."""
     session = await scheduler.schedule("5555550123", country_code="1", code="4821")
     assert await session.wait() is SessionState.EXHAUSTED
-    assert scheduler.get(session.id) is session
+    assert await scheduler.get(session.id) is session
     assert (await session.verify("4821")).verified
     assert session.state is SessionState.VERIFIED
 
@@ -319,14 +319,14 @@ async def test_get_finds_live_sessions_and_forgets_after_retain(service: FakeSer
     )
     async with http, client, client.scheduler(retain=100) as scheduler:
         session = await scheduler.schedule("5555550123", country_code="1", code="4821")
-        assert scheduler.get(session.id) is session
-        assert scheduler.get("no-such-id") is None
+        assert await scheduler.get(session.id) is session
+        assert await scheduler.get("no-such-id") is None
         await settle()
         await session.verify("4821")
         await anyio.sleep(99)
-        assert scheduler.get(session.id) is session
+        assert await scheduler.get(session.id) is session
         await anyio.sleep(2)
-        assert scheduler.get(session.id) is None
+        assert await scheduler.get(session.id) is None
         assert len(session.id) >= 20
         assert "4821" not in repr(session)
         assert "5555550123" not in repr(session)
@@ -383,9 +383,9 @@ async def test_retain_counts_from_the_last_finish(service: FakeService) -> None:
         await anyio.sleep(50)
         assert (await session.verify("4821")).verified
         await anyio.sleep(70)  # 120 s after EXHAUSTED, 70 s after VERIFIED
-        assert scheduler.get(session.id) is session
+        assert await scheduler.get(session.id) is session
         await anyio.sleep(31)
-        assert scheduler.get(session.id) is None
+        assert await scheduler.get(session.id) is None
 
 
 async def test_verify_while_a_redial_is_in_flight(service: FakeService) -> None:

@@ -1,0 +1,365 @@
+"""PostgresStore: durable sessions in PostgreSQL, shared by processes on several hosts.
+
+asyncpg, so asyncio only. A pass over due rows locks them with ``SELECT ... FOR UPDATE
+SKIP LOCKED``: two workers never claim the same call and never wait for each other. A new
+session ``NOTIFY``s the other workers (``d`` + its due time) so they wake at once; a
+session's state change ``NOTIFY``s its id (``s`` + id) so that ``wait()`` in another
+process returns without polling. Missed notifications cost at most ``poll_interval``.
+
+The table (and a ``<table>_schema`` table holding the schema version row) is created on
+first use under an advisory lock, so several workers starting at once do not race.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import re
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import TYPE_CHECKING, Any, Final, TypeVar
+from urllib.parse import urlsplit
+
+from phoneconfirm_async._durable import (
+    COLUMNS,
+    Waker,
+    check_lease,
+    encode_attempts,
+    record_from_row,
+    row_values,
+    update_values,
+)
+from phoneconfirm_async._errors import ConfigurationError, PhoneConfirmError, StoreError
+from phoneconfirm_async._lifetime import running_on_asyncio
+from phoneconfirm_async._models import PlaceCallResult
+from phoneconfirm_async._store import (
+    ChangeHook,
+    Claimed,
+    SessionRecord,
+    SessionState,
+    answered,
+    end,
+    may_finish,
+    settle_due,
+)
+
+if TYPE_CHECKING:
+    import asyncpg
+
+SCHEMA_VERSION: Final = 1
+_IDENTIFIER: Final = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,40}")
+_T = TypeVar("_T")
+
+
+def redact_dsn(dsn: str) -> str:
+    """``scheme://user@host:port/db``: no password, no query (it may hold one)."""
+    parts = urlsplit(dsn)
+    host = parts.hostname or ""
+    if parts.port is not None:
+        host = f"{host}:{parts.port}"
+    user = f"{parts.username}@" if parts.username else ""
+    return f"{parts.scheme}://{user}{host}{parts.path}"
+
+
+class PostgresStore:
+    """Sessions in a PostgreSQL table, shared by every worker on every host (asyncio only).
+
+    Args:
+        dsn_or_pool: a ``postgresql://`` DSN (the store opens a small pool and one
+            listening connection) or an ``asyncpg.Pool`` you own (never closed here).
+        table: the sessions table; ``<table>_schema`` holds its schema version.
+        lease: seconds a claimed call is held before another worker may count it as made
+            with an unknown outcome (the holder renews it while the call is in flight).
+        poll_interval: seconds between looks for due work whose notification was missed.
+
+    Raises:
+        ConfigurationError: asyncpg is not installed (the ``postgres`` extra), or the table
+            name is not a plain identifier.
+    """
+
+    durable = True
+
+    def __init__(
+        self,
+        dsn_or_pool: str | asyncpg.Pool,
+        *,
+        table: str = "phoneconfirm_sessions",
+        lease: float = 30.0,
+        poll_interval: float = 1.0,
+    ) -> None:
+        check_lease(lease, poll_interval)
+        if importlib.util.find_spec("asyncpg") is None:
+            raise ConfigurationError(
+                "PostgresStore needs asyncpg: pip install 'phoneconfirm-async[postgres]'"
+            )
+        if not _IDENTIFIER.fullmatch(table):
+            raise ConfigurationError(
+                f"table: {table!r} must be a plain identifier (letters, digits, '_')"
+            )
+        self.table = table
+        self.lease: float | None = lease
+        self.poll_interval: float | None = poll_interval
+        self._dsn = dsn_or_pool if isinstance(dsn_or_pool, str) else None
+        self._given_pool = None if isinstance(dsn_or_pool, str) else dsn_or_pool
+        where = "a given asyncpg pool" if self._dsn is None else redact_dsn(self._dsn)
+        self.name = f"{where} table {table}"
+        self._pool: asyncpg.Pool | None = None
+        self._waker = Waker(poll_interval)
+        self._retain = 0.0
+        self._channel = f"{table}_events"
+        quoted = f'"{table}"'
+        self._sql = {
+            "insert": (
+                f"WITH row AS (INSERT INTO {quoted} ({', '.join(COLUMNS)}) VALUES "
+                f"({', '.join(f'${i + 1}' for i in range(len(COLUMNS)))}) RETURNING due) "
+                f"SELECT pg_notify('{self._channel}', 'd' || due::text) FROM row"
+            ),
+            "select": f"SELECT {', '.join(COLUMNS)} FROM {quoted}",
+            "update": (
+                f"UPDATE {quoted} SET phone = $1, country_code = $2, code = $3, state = $4, "
+                "due = $5, calls_made = $6, attempts = $7, error = $8, claimed_at = $9 "
+                "WHERE id = $10"
+            ),
+        }
+        self._quoted = quoted
+
+    def __repr__(self) -> str:
+        return f"<PostgresStore {self.name}>"
+
+    def now(self) -> float:
+        return time.time()
+
+    # -- lifetime ---------------------------------------------------------------------------
+    @contextlib.asynccontextmanager
+    async def open(self, *, retain: float, on_change: ChangeHook) -> AsyncIterator[None]:
+        if not running_on_asyncio():
+            raise ConfigurationError(
+                f"{self.name}: PostgresStore runs on asyncio only (asyncpg); on trio use "
+                "SQLiteStore or MemoryStore"
+            )
+        if self._pool is not None:
+            raise RuntimeError("a PostgresStore is used by one scheduler at a time")
+        import asyncpg
+
+        self._retain = retain
+
+        def listen(_conn: object, _pid: int, _channel: str, payload: str) -> None:
+            if payload.startswith("d"):
+                self._waker.wake()
+            elif payload.startswith("s"):
+                on_change(payload[1:])
+
+        async with contextlib.AsyncExitStack() as stack:
+            try:
+                if self._given_pool is not None:
+                    pool = self._given_pool
+                else:
+                    pool = await asyncpg.create_pool(self._dsn, min_size=1, max_size=10)
+                    stack.push_async_callback(pool.close)
+                await self._create_schema(pool)
+                listener = await pool.acquire()
+                stack.push_async_callback(pool.release, listener)
+                await listener.add_listener(self._channel, listen)
+                stack.push_async_callback(listener.remove_listener, self._channel, listen)
+            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+                raise ConfigurationError(
+                    f"{self.name}: cannot open the session store: {type(exc).__name__}: "
+                    f"{_first_line(exc)}"
+                ) from None
+            self._pool = pool
+            try:
+                yield
+            finally:
+                self._pool = None
+
+    async def _create_schema(self, pool: asyncpg.Pool) -> None:
+        schema = f'"{self.table}_schema"'
+        async with pool.acquire() as conn, conn.transaction():
+            await conn.execute("SELECT pg_advisory_xact_lock(hashtext($1))", self.table)
+            await conn.execute(f"CREATE TABLE IF NOT EXISTS {schema} (version integer NOT NULL)")
+            version = await conn.fetchval(f"SELECT max(version) FROM {schema}")
+            if version is not None and version > SCHEMA_VERSION:
+                raise ConfigurationError(
+                    f"{self.name}: schema version {version} was written by a newer release "
+                    f"(this one knows {SCHEMA_VERSION})"
+                )
+            if version is None:
+                await conn.execute(
+                    f"""CREATE TABLE IF NOT EXISTS {self._quoted} (
+                        id text PRIMARY KEY,
+                        phone text,
+                        country_code text,
+                        code text,
+                        redial_count integer NOT NULL,
+                        redial_interval double precision NOT NULL,
+                        state text NOT NULL,
+                        due double precision NOT NULL,
+                        calls_made integer NOT NULL,
+                        attempts text NOT NULL,
+                        error text,
+                        claimed_at double precision
+                    )"""
+                )
+                await conn.execute(
+                    f'CREATE INDEX IF NOT EXISTS "{self.table}_due" ON {self._quoted} (due)'
+                )
+                await conn.execute(f"INSERT INTO {schema} (version) VALUES ($1)", SCHEMA_VERSION)
+
+    async def _run(self, work: Callable[[Any], Awaitable[_T]], *, write: bool = True) -> _T:
+        """``work(connection)`` on a pooled connection, in a transaction when it writes."""
+        import asyncpg
+
+        pool = self._pool
+        if pool is None:
+            raise RuntimeError("the session store is not open (use it through a scheduler)")
+        try:
+            async with pool.acquire() as conn:
+                if not write:
+                    return await work(conn)
+                async with conn.transaction():
+                    return await work(conn)
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            raise StoreError(
+                f"{type(exc).__name__}: {_first_line(exc)}", store=self.name
+            ) from None
+
+    async def _notify_state(self, conn: Any, session_id: str) -> None:
+        await conn.execute("SELECT pg_notify($1, $2)", self._channel, "s" + session_id)
+
+    # -- the protocol -----------------------------------------------------------------------
+    async def add(self, record: SessionRecord) -> None:
+        values = row_values(record)
+
+        async def work(conn: Any) -> None:
+            await conn.execute(self._sql["insert"], *values)
+
+        await self._run(work)
+        self._waker.wake()
+
+    async def load(self, session_id: str) -> SessionRecord | None:
+        async def work(conn: Any) -> SessionRecord | None:
+            row = await conn.fetchrow(f"{self._sql['select']} WHERE id = $1", session_id)
+            return None if row is None else record_from_row(row)
+
+        return await self._run(work, write=False)
+
+    async def claim(self, now: float, limit: int) -> Claimed:
+        self._waker.arm()
+        lease, retain = self.lease, self._retain
+
+        async def work(conn: Any) -> Claimed:
+            rows = await conn.fetch(
+                f"{self._sql['select']} WHERE due <= $1 ORDER BY due LIMIT $2 "
+                "FOR UPDATE SKIP LOCKED",
+                now,
+                max(limit, 1) * 2 + 64,
+            )
+            claimed = Claimed([], [])
+            updates: list[tuple[object, ...]] = []
+            deletes: list[tuple[str]] = []
+            for row in rows:
+                record = record_from_row(row)
+                outcome = settle_due(record, now, lease=lease, retain=retain)
+                if outcome is None:
+                    deletes.append((record.id,))
+                    continue
+                updates.append(update_values(record))
+                (claimed.calls if outcome else claimed.changed).append(record)
+                if len(claimed.calls) == limit:
+                    break
+            if updates:
+                await conn.executemany(self._sql["update"], updates)
+            if deletes:
+                await conn.executemany(f"DELETE FROM {self._quoted} WHERE id = $1", deletes)
+            for record in claimed.changed:
+                await self._notify_state(conn, record.id)
+            return claimed
+
+        return await self._run(work)
+
+    async def renew(self, record: SessionRecord, now: float) -> bool:
+        assert self.lease is not None
+        due = now + self.lease
+
+        async def work(conn: Any) -> bool:
+            status = await conn.execute(
+                f"UPDATE {self._quoted} SET due = $1 WHERE id = $2 AND state = $3 "
+                "AND claimed_at = $4",
+                due,
+                record.id,
+                SessionState.CALLING.value,
+                record.claimed_at,
+            )
+            return bool(status == "UPDATE 1")
+
+        return await self._run(work)
+
+    async def record_call(
+        self, record: SessionRecord, result: PlaceCallResult | None, now: float
+    ) -> SessionRecord | None:
+        async def work(conn: Any) -> SessionRecord | None:
+            row = await conn.fetchrow(f"{self._sql['select']} WHERE id = $1 FOR UPDATE", record.id)
+            if row is None:
+                return None
+            current = record_from_row(row)
+            if current.state is SessionState.CALLING and current.claimed_at == record.claimed_at:
+                answered(current, result, now)
+                await conn.execute(self._sql["update"], *update_values(current))
+                await self._notify_state(conn, current.id)
+                return current
+            if result is not None:  # verified, cancelled or settled meanwhile: keep the answer
+                current.attempts += (result,)
+                await conn.execute(
+                    f"UPDATE {self._quoted} SET attempts = $1 WHERE id = $2",
+                    encode_attempts(current.attempts),
+                    record.id,
+                )
+            return None
+
+        updated = await self._run(work)
+        self._waker.wake()
+        return updated
+
+    async def finish(
+        self,
+        session_id: str,
+        state: SessionState,
+        now: float,
+        *,
+        error: PhoneConfirmError | None = None,
+        claimed_at: float | None = None,
+    ) -> SessionRecord | None:
+        retain = self._retain
+
+        async def work(conn: Any) -> SessionRecord | None:
+            row = await conn.fetchrow(
+                f"{self._sql['select']} WHERE id = $1 FOR UPDATE", session_id
+            )
+            if row is None:
+                return None
+            current = record_from_row(row)
+            if not may_finish(current, state, claimed_at):
+                return None
+            end(current, state, now, retain, error)
+            await conn.execute(self._sql["update"], *update_values(current))
+            await self._notify_state(conn, session_id)
+            return current
+
+        return await self._run(work)
+
+    async def next_due(self) -> float | None:
+        async def work(conn: Any) -> float | None:
+            due: float | None = await conn.fetchval(f"SELECT min(due) FROM {self._quoted}")
+            return due
+
+        return await self._run(work, write=False)
+
+    async def wait(self, until: float | None) -> None:
+        await self._waker.wait(until)
+
+    def wake(self) -> None:
+        self._waker.wake()
+
+
+def _first_line(exc: BaseException) -> str:
+    return str(exc).splitlines()[0] if str(exc) else ""
