@@ -1,6 +1,6 @@
 """The ``phoneconfirm`` command line (needs the ``cli`` extra: click and rich).
 
-One module per command group: ``_calls`` (place, verify), ``_confirm``, ``_batch``,
+One module per command group: ``_calls`` (place, verify), ``_confirm``, ``_worker``, ``_batch``,
 ``_emulator``, ``_bench``; ``_common`` and ``_io`` hold what they share. Progress and
 summaries go to stderr, result rows to stdout, so output can be piped. Credentials come from
 flags or the environment; with neither a key nor a base URL, commands run against the
@@ -19,6 +19,7 @@ from phoneconfirm_async.cli._calls import place, verify
 from phoneconfirm_async.cli._common import EXIT_INTERRUPTED, EXIT_USAGE
 from phoneconfirm_async.cli._confirm import confirm
 from phoneconfirm_async.cli._emulator import emulator
+from phoneconfirm_async.cli._worker import worker
 
 __all__ = ["main", "run"]
 
@@ -29,7 +30,7 @@ def main() -> None:
     """Place and verify phone-confirmation calls (XVerify Phone Confirm)."""
 
 
-for _command in (place, verify, confirm, batch, emulator, bench):
+for _command in (place, verify, confirm, worker, batch, emulator, bench):
     main.add_command(_command)
 
 

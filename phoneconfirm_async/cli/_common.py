@@ -13,7 +13,12 @@ from typing import Any, Final, NoReturn, TypeVar
 import anyio
 import click
 
-from phoneconfirm_async import ConfigurationError, PhoneConfirmClient
+from phoneconfirm_async import (
+    ConfigurationError,
+    PhoneConfirmClient,
+    SessionStore,
+    store_from_url,
+)
 
 T = TypeVar("T")
 
@@ -51,6 +56,22 @@ def credential_options(func: Callable[..., Any]) -> Callable[..., Any]:
     for option in options:
         func = option(func)
     return func
+
+
+#: The environment variable ``--store`` falls back to.
+STORE_ENV: Final = "PHONECONFIRM_STORE"
+
+
+def parse_store(
+    ctx: click.Context, param: click.Parameter, value: str | None
+) -> SessionStore | None:
+    """``--store URL`` as a store (the error never repeats the URL: it may hold a password)."""
+    if value is None:
+        return None
+    try:
+        return store_from_url(value)
+    except ConfigurationError as exc:
+        raise click.BadParameter(str(exc), ctx=ctx, param=param) from None
 
 
 def credentials_from(kwargs: dict[str, Any]) -> Credentials:

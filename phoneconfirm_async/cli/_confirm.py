@@ -14,12 +14,18 @@ import anyio.lowlevel
 import click
 from anyio.streams.memory import MemoryObjectReceiveStream
 
-from phoneconfirm_async import ConfirmationSession, PhoneConfirmError, SessionState
+from phoneconfirm_async import (
+    ConfirmationSession,
+    PhoneConfirmError,
+    SessionState,
+    SessionStore,
+)
 from phoneconfirm_async.cli._common import (
     credential_options,
     credentials_from,
     exit_with_row,
     open_client,
+    parse_store,
 )
 from phoneconfirm_async.cli._io import error_field
 
@@ -57,6 +63,13 @@ def _parse_at(value: str | None) -> datetime | float | None:
     type=click.FloatRange(min=0, min_open=True),
 )
 @click.option("--at", "at", default=None, help="When to call: seconds from now or ISO time.")
+@click.option(
+    "--store",
+    "store",
+    default=None,
+    callback=parse_store,
+    help="Keep the session in sqlite:///PATH or postgresql://... (default: memory).",
+)
 @credential_options
 def confirm(
     phone: str,
@@ -65,19 +78,25 @@ def confirm(
     redial_count: int,
     redial_interval: float,
     at: str | None,
+    store: SessionStore | None,
     **kw: Any,
 ) -> None:
     """Call PHONE (and redial), then ask for the code the person heard until it verifies.
 
-    Exits 0 when verified, 1 when the calls were exhausted or failed, 130 on Ctrl-C
-    (``EXIT_INTERRUPTED``).
+    With ``--store`` the session lives in a durable store: ``phoneconfirm worker``
+    processes on it may place its calls, and Ctrl-C leaves it pending there (end of input
+    cancels it). Exits 0 when verified, 1 when the calls were exhausted or failed, 130 on
+    Ctrl-C (``EXIT_INTERRUPTED``).
     """
     credentials = credentials_from(kw)
     when = _parse_at(at)
     spoken = code if code is not None else f"{secrets.randbelow(10**6):06d}"
 
     async def run() -> dict[str, Any]:
-        async with open_client(credentials) as client, client.scheduler() as scheduler:
+        async with (
+            open_client(credentials) as client,
+            client.scheduler(store=store) as scheduler,
+        ):
             try:
                 session = await scheduler.schedule(
                     phone,
@@ -89,8 +108,10 @@ def confirm(
                 )
             except PhoneConfirmError as exc:
                 return {"phone": phone, "outcome": "failed", "error": error_field(exc)}
+            if scheduler.store.durable:
+                click.echo(f"Session {session.id} in {scheduler.store.name}.", err=True)
             click.echo(
-                f"Calling the number ending {session.request.phone[-4:]}: up to "
+                f"Calling the number ending {phone[-4:]}: up to "
                 f"{session.calls_allowed} "
                 f"call(s), {redial_interval:g} s apart. Type the code the person heard "
                 "(Ctrl-D gives up).",

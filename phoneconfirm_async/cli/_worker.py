@@ -1,0 +1,54 @@
+"""``phoneconfirm worker``: a process that only places the due calls of a durable store."""
+
+from __future__ import annotations
+
+import signal
+from typing import Any
+
+import anyio
+import click
+
+from phoneconfirm_async import SessionStore
+from phoneconfirm_async.cli._common import (
+    STORE_ENV,
+    credential_options,
+    credentials_from,
+    interrupt_exits,
+    open_client,
+    parse_store,
+    run_async,
+)
+
+
+@click.command()
+@click.option(
+    "--store",
+    "store",
+    required=True,
+    envvar=STORE_ENV,
+    callback=parse_store,
+    help=f"sqlite:///PATH or postgresql://... (env {STORE_ENV}).",
+)
+@credential_options
+def worker(store: SessionStore, **kw: Any) -> None:
+    """Place the calls that fall due in a durable session store, until stopped.
+
+    Run as many as you like, on one host (SQLite) or several (PostgreSQL): each due call is
+    claimed by exactly one of them, and a worker killed mid-call never causes a second
+    call. SIGTERM stops it cleanly (exit 0): calls in flight are settled, sessions stay
+    pending for the others. Ctrl-C exits 130.
+    """
+    credentials = credentials_from(kw)
+    if not store.durable:
+        raise click.BadParameter("a worker needs a durable store", param_hint="--store")
+
+    async def run() -> None:
+        with anyio.open_signal_receiver(signal.SIGTERM) as signals:
+            async with open_client(credentials) as client, client.scheduler(store=store):
+                click.echo(f"phoneconfirm worker: placing the due calls of {store.name}", err=True)
+                async for _ in signals:
+                    break
+        click.echo("phoneconfirm worker: stopped", err=True)
+
+    with interrupt_exits():
+        run_async(run)
