@@ -19,6 +19,7 @@ from examples.web_backend import create_app
 from phoneconfirm_async import (
     CallOutcomeUnknownError,
     InvalidRequestError,
+    MemoryStore,
     RetryPolicy,
     SessionState,
     TransportError,
@@ -55,7 +56,7 @@ def no_sockets() -> Iterator[None]:
 async def test_a_sign_up_flow_runs_without_a_socket() -> None:
     """The sample web app confirms a number end to end in process: no port, no connection."""
     transport = EmulatorTransport(EmulatorConfig())
-    app = create_app(client_factory=transport.client)
+    app = create_app(client_factory=transport.client, store_factory=MemoryStore)
     with no_sockets():
         async with (
             app.router.lifespan_context(app),

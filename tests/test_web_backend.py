@@ -1,25 +1,38 @@
-"""examples/web_backend.py end to end: the test plays the person against the emulator."""
+"""examples/web_backend.py end to end: the test plays the person against the emulator, in
+process on both backends, then as a real ``uvicorn --workers 2`` server."""
 
 from __future__ import annotations
 
+import os
+import socket
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
 import anyio
+import anyio.to_thread
 import httpx
 import pytest
 
 from examples.web_backend import create_app
-from tests.conftest import API_KEY, DOMAIN, EmulatorFactory
+from phoneconfirm_async.emulator import Emulator
+from tests.conftest import API_KEY, DOMAIN, ENV_NAMES, EmulatorFactory
 
 pytestmark = pytest.mark.anyio
+PROJECT = Path(__file__).resolve().parent.parent
 
 
 async def test_confirm_a_number_on_the_second_call(
-    make_emulator: EmulatorFactory, monkeypatch: pytest.MonkeyPatch
+    make_emulator: EmulatorFactory, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     """Sign-up starts a session; the person picks up the 2nd call and types the code."""
     emulator = make_emulator(answer_on_attempt=2)
     monkeypatch.setenv("PHONECONFIRM_API_KEY", API_KEY)
     monkeypatch.setenv("PHONECONFIRM_DOMAIN", DOMAIN)
     monkeypatch.setenv("PHONECONFIRM_BASE_URL", emulator.base_url)
+    monkeypatch.setenv("PHONECONFIRM_STORE", f"sqlite:///{tmp_path}/sessions.sqlite")
     app = create_app(redial_count=3, redial_interval=0.3)
     async with (
         app.router.lifespan_context(app),
@@ -41,6 +54,8 @@ async def test_confirm_a_number_on_the_second_call(
         assert heard is not None
         right = await web.post(f"/confirm/{session_id}/verify", json={"code": heard})
         assert right.json() == {"verified": True, "state": "verified"}
+        shown = await web.get(f"/confirm/{session_id}")
+        assert shown.json() == {"state": "verified", "calls": 2}
 
         bad = await web.post("/confirm", json={"phone": "12", "country_code": "1"})
         assert bad.status_code == 422
@@ -48,3 +63,99 @@ async def test_confirm_a_number_on_the_second_call(
         missing = await web.post("/confirm/nope/verify", json={"code": "1"})
         assert missing.status_code == 404
     assert len(emulator.calls) == 2
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@pytest.fixture
+def two_workers(tmp_path: Path, emulator: Emulator) -> Iterator[str]:
+    """``uvicorn examples.web_backend:app --workers 2`` on a SQLite store; its base URL."""
+    port = _free_port()
+    env = {name: value for name, value in os.environ.items() if name not in ENV_NAMES}
+    env.update(
+        PHONECONFIRM_API_KEY=API_KEY,
+        PHONECONFIRM_DOMAIN=DOMAIN,
+        PHONECONFIRM_BASE_URL=emulator.base_url,
+        PHONECONFIRM_STORE=f"sqlite:///{tmp_path}/sessions.sqlite",
+    )
+    server = subprocess.Popen(
+        [
+            *(sys.executable, "-m", "uvicorn", "examples.web_backend:app"),
+            *("--workers", "2", "--host", "127.0.0.1", "--port", str(port)),
+            "--no-access-log",
+        ],
+        cwd=PROJECT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    lines: list[str] = []
+    both_up = threading.Event()
+
+    def read_log() -> None:  # drains stderr; each worker logs its startup once
+        assert server.stderr is not None
+        for raw in server.stderr:
+            lines.append(raw.decode(errors="replace"))
+            if sum("Application startup complete" in line for line in lines) == 2:
+                both_up.set()
+
+    reader = threading.Thread(target=read_log, daemon=True)
+    reader.start()
+    try:
+        assert both_up.wait(60), "".join(lines)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+        reader.join(timeout=30)
+        server.stderr.close()  # type: ignore[union-attr]
+        assert server.returncode == 0, "".join(lines)
+
+
+async def _fresh(method: str, url: str, **kwargs: object) -> httpx.Response:
+    """One request on a connection of its own: any worker may accept it."""
+    async with httpx.AsyncClient() as web:
+        return await web.request(method, url, **kwargs)  # type: ignore[arg-type]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])
+async def test_two_workers_share_the_sessions(two_workers: str, emulator: Emulator) -> None:
+    """A session started through one connection is seen and verified through fresh
+    connections, whichever of the two worker processes answers each."""
+    base = two_workers
+    started = await _fresh(
+        "POST", f"{base}/confirm", json={"phone": "555-555-0123", "country_code": "1"}
+    )
+    assert started.status_code == 201
+    session_id = started.json()["id"]
+    assert await anyio.to_thread.run_sync(emulator.wait_for_calls, 1, 20.0)
+    heard = emulator.heard_code("5555550123")
+    assert heard is not None
+
+    seen: dict[str, dict[str, object]] = {}
+    for _ in range(200):  # fresh connections until both workers have answered
+        shown = await _fresh("GET", f"{base}/confirm/{session_id}")
+        seen[shown.headers["x-worker-pid"]] = shown.json()
+        if len(seen) == 2 and all(body["calls"] == 1 for body in seen.values()):
+            break
+    assert len(seen) == 2, seen
+    assert {body["state"] for body in seen.values()} == {"awaiting_code"}
+
+    wrong = await _fresh("POST", f"{base}/confirm/{session_id}/verify", json={"code": "000000"})
+    assert wrong.json() == {"verified": False, "state": "awaiting_code"}
+    right = await _fresh("POST", f"{base}/confirm/{session_id}/verify", json={"code": heard})
+    assert right.json() == {"verified": True, "state": "verified"}
+    answers: dict[str, str] = {}
+    for _ in range(200):
+        shown = await _fresh("GET", f"{base}/confirm/{session_id}")
+        answers[shown.headers["x-worker-pid"]] = str(shown.json()["state"])
+        if len(answers) == 2:
+            break
+    assert len(answers) == 2
+    assert set(answers.values()) == {"verified"}
+    assert len(emulator.calls) == 1  # one worker placed it; no redial after the verify
