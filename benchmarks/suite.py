@@ -16,6 +16,7 @@ from benchmarks import (
     bench_overhead,
     bench_parser,
     bench_scheduler,
+    bench_stores,
     bench_throughput,
 )
 from benchmarks._common import Result, parser, report
@@ -26,6 +27,7 @@ SUITE: tuple[tuple[str, Callable[[bool], list[Result]]], ...] = (
     ("parser", bench_parser.run),
     ("batch", bench_batch.run),
     ("scheduler", bench_scheduler.run),
+    ("stores", bench_stores.run),
 )
 
 

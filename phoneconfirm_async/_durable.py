@@ -89,6 +89,11 @@ def encode_attempts(attempts: tuple[PlaceCallResult, ...]) -> str:
     return json.dumps([[getattr(a, name) for name in _RESULT_FIELDS] for a in attempts])
 
 
+def encode_attempt(result: PlaceCallResult) -> str:
+    """One attempt as the JSON value appended to a row's ``attempts`` list."""
+    return json.dumps([getattr(result, name) for name in _RESULT_FIELDS])
+
+
 def decode_attempts(text: str) -> tuple[PlaceCallResult, ...]:
     results: tuple[PlaceCallResult, ...] = ()
     for values in json.loads(text):
@@ -105,25 +110,35 @@ class Waker:
     """The driver's sleep on a durable store: until the next due time, a wake from this
     process, or ``poll_interval`` (other processes' work is found by looking again)."""
 
-    __slots__ = ("_event", "poll_interval")
+    __slots__ = ("_event", "_until", "poll_interval")
 
     def __init__(self, poll_interval: float) -> None:
         self.poll_interval = poll_interval
         self._event = anyio.Event()
+        self._until = float("inf")
 
     def arm(self) -> None:
         """Called as a pass over due rows starts: a wake from now on ends the next sleep."""
         self._event = anyio.Event()
+        self._until = float("inf")
 
     def wake(self) -> None:
         self._event.set()
 
+    def due(self, when: float) -> None:
+        """Something falls due at ``when``: wake the sleeper if it would sleep past it."""
+        if when < self._until:
+            self._event.set()
+
     async def wait(self, until: float | None) -> None:
+        now = time.time()
         delay = self.poll_interval
         if until is not None:
-            delay = min(delay, until - time.time())
+            delay = min(delay, until - now)
+        self._until = now + delay
         with anyio.move_on_after(max(delay, 0.0)):
             await self._event.wait()
+        self._until = float("inf")
 
 
 def check_lease(lease: float, poll_interval: float) -> None:

@@ -16,7 +16,7 @@ import contextlib
 import importlib.util
 import re
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection
 from typing import TYPE_CHECKING, Any, Final, TypeVar
 from urllib.parse import urlsplit
 
@@ -24,7 +24,7 @@ from phoneconfirm_async._durable import (
     COLUMNS,
     Waker,
     check_lease,
-    encode_attempts,
+    encode_attempt,
     record_from_row,
     row_values,
     update_values,
@@ -37,7 +37,6 @@ from phoneconfirm_async._store import (
     Claimed,
     SessionRecord,
     SessionState,
-    answered,
     end,
     may_finish,
     settle_due,
@@ -115,6 +114,22 @@ class PostgresStore:
                 f"SELECT pg_notify('{self._channel}', 'd' || due::text) FROM row"
             ),
             "select": f"SELECT {', '.join(COLUMNS)} FROM {quoted}",
+            "answered": (
+                f"WITH row AS (UPDATE {quoted} SET state = 'awaiting_code', due = $3, "
+                "claimed_at = NULL, attempts = (attempts::jsonb || $4::jsonb)::text "
+                "WHERE id = $1 AND state = 'calling' AND claimed_at = $2 "
+                f"RETURNING {', '.join(COLUMNS)}) "
+                f"SELECT row.*, pg_notify('{self._channel}', 's' || row.id) FROM row"
+            ),
+            "append": (
+                f"UPDATE {quoted} SET attempts = (attempts::jsonb || $2::jsonb)::text "
+                "WHERE id = $1"
+            ),
+            "renew": (
+                f"UPDATE {quoted} AS t SET due = $1 FROM unnest($2::text[], $3::float8[]) "
+                "AS c(id, claimed_at) WHERE t.id = c.id AND t.state = 'calling' "
+                "AND t.claimed_at = c.claimed_at"
+            ),
             "update": (
                 f"UPDATE {quoted} SET phone = $1, country_code = $2, code = $3, state = $4, "
                 "due = $5, calls_made = $6, attempts = $7, error = $8, claimed_at = $9 "
@@ -145,7 +160,10 @@ class PostgresStore:
 
         def listen(_conn: object, _pid: int, _channel: str, payload: str) -> None:
             if payload.startswith("d"):
-                self._waker.wake()
+                try:
+                    self._waker.due(float(payload[1:]))
+                except ValueError:
+                    self._waker.wake()
             elif payload.startswith("s"):
                 on_change(payload[1:])
 
@@ -234,7 +252,7 @@ class PostgresStore:
             await conn.execute(self._sql["insert"], *values)
 
         await self._run(work)
-        self._waker.wake()
+        self._waker.due(record.due)
 
     async def load(self, session_id: str) -> SessionRecord | None:
         async def work(conn: Any) -> SessionRecord | None:
@@ -271,53 +289,48 @@ class PostgresStore:
                 await conn.executemany(self._sql["update"], updates)
             if deletes:
                 await conn.executemany(f"DELETE FROM {self._quoted} WHERE id = $1", deletes)
-            for record in claimed.changed:
-                await self._notify_state(conn, record.id)
+            if claimed.changed:
+                await conn.execute(
+                    "SELECT pg_notify($1, 's' || id) FROM unnest($2::text[]) AS id",
+                    self._channel,
+                    [record.id for record in claimed.changed],
+                )
             return claimed
 
         return await self._run(work)
 
-    async def renew(self, record: SessionRecord, now: float) -> bool:
-        assert self.lease is not None
-        due = now + self.lease
+    async def renew(self, records: Collection[SessionRecord], now: float) -> None:
+        lease = self.lease
+        assert lease is not None
+        ids = [record.id for record in records]
+        claims = [record.claimed_at for record in records]
 
-        async def work(conn: Any) -> bool:
-            status = await conn.execute(
-                f"UPDATE {self._quoted} SET due = $1 WHERE id = $2 AND state = $3 "
-                "AND claimed_at = $4",
-                due,
-                record.id,
-                SessionState.CALLING.value,
-                record.claimed_at,
-            )
-            return bool(status == "UPDATE 1")
+        async def work(conn: Any) -> None:
+            await conn.execute(self._sql["renew"], now + lease, ids, claims)
 
-        return await self._run(work)
+        await self._run(work, write=False)  # one statement: atomic on its own
 
     async def record_call(
         self, record: SessionRecord, result: PlaceCallResult | None, now: float
     ) -> SessionRecord | None:
+        due = now + record.redial_interval
+        attempt = "[]" if result is None else f"[{encode_attempt(result)}]"
+
         async def work(conn: Any) -> SessionRecord | None:
-            row = await conn.fetchrow(f"{self._sql['select']} WHERE id = $1 FOR UPDATE", record.id)
-            if row is None:
-                return None
-            current = record_from_row(row)
-            if current.state is SessionState.CALLING and current.claimed_at == record.claimed_at:
-                answered(current, result, now)
-                await conn.execute(self._sql["update"], *update_values(current))
-                await self._notify_state(conn, current.id)
-                return current
-            if result is not None:  # verified, cancelled or settled meanwhile: keep the answer
-                current.attempts += (result,)
-                await conn.execute(
-                    f"UPDATE {self._quoted} SET attempts = $1 WHERE id = $2",
-                    encode_attempts(current.attempts),
-                    record.id,
-                )
+            # The claim holds: one conditional UPDATE (and its NOTIFY). It does not: keep
+            # the answer only.
+            row = await conn.fetchrow(
+                self._sql["answered"], record.id, record.claimed_at, due, attempt
+            )
+            if row is not None:
+                return record_from_row(row)
+            if result is not None:
+                await conn.execute(self._sql["append"], record.id, attempt)
             return None
 
-        updated = await self._run(work)
-        self._waker.wake()
+        updated = await self._run(work, write=False)
+        if updated is not None:
+            self._waker.due(due)
         return updated
 
     async def finish(

@@ -255,7 +255,10 @@ class ConfirmationScheduler(anyio.AsyncContextManagerMixin):
             weakref.WeakValueDictionary()
         )
         self._events: dict[str, anyio.Event] = {}
-        self._in_flight: dict[str, anyio.CancelScope] = {}
+        #: Calls in flight here: session id -> (its cancel scope, its claimed record).
+        self._in_flight: dict[str, tuple[anyio.CancelScope, SessionRecord]] = {}
+        self._starved = False
+        self._refill_below = concurrency - (max(1, concurrency // 4) if store.durable else 1)
         self._tasks: TaskGroup | None = None
         self._open = False
         self._entered = False
@@ -292,7 +295,7 @@ class ConfirmationScheduler(anyio.AsyncContextManagerMixin):
                 finally:
                     self._open = False
                     if not self.store.durable:
-                        for scope in self._in_flight.values():
+                        for scope, _ in self._in_flight.values():
                             scope.cancel()
         finally:
             self._open = False
@@ -378,9 +381,9 @@ class ConfirmationScheduler(anyio.AsyncContextManagerMixin):
             await self.refresh_session(session)
             return
         if state is SessionState.CANCELLED:
-            scope = self._in_flight.get(session.id)
-            if scope is not None:
-                scope.cancel()
+            held = self._in_flight.get(session.id)
+            if held is not None:
+                held[0].cancel()
         self._updated(updated)
 
     async def wait_for(
@@ -389,7 +392,9 @@ class ConfirmationScheduler(anyio.AsyncContextManagerMixin):
         """Until ``done(record)``: woken by this process's changes, by a store's change
         notifications, and (durable stores) every ``poll_interval`` to read it again."""
         poll = self.store.poll_interval
-        if done(session._record):
+        if self.store.durable:
+            await self.refresh_session(session)  # the snapshot may be old: read it first
+        elif done(session._record):
             await anyio.lowlevel.checkpoint()
             return session._record
         while not done(session._record):
@@ -440,18 +445,25 @@ class ConfirmationScheduler(anyio.AsyncContextManagerMixin):
 
     # -- placing the calls that are due -------------------------------------------------------
     async def _drive(self, tasks: TaskGroup) -> None:
+        """The one driver: claim what is due (up to the free slots), start each call, sleep
+        until the next due time, a wake, or (durable) ``poll_interval``."""
         store = self.store
         in_flight = self._in_flight
+        if store.lease is not None:
+            tasks.start_soon(self._renew_claims, store.lease)
         failures = 0
         while True:
             free = self.concurrency - len(in_flight)
             until: float | None = None
+            self._starved = free <= 0
             if free > 0:
                 now = store.now()
                 try:
                     claimed = await store.claim(now, free)
                     if len(claimed.calls) < free:
                         until = await store.next_due()
+                    else:
+                        self._starved = True  # more may be due: claim again as slots free
                 except StoreError as exc:
                     failures += 1
                     until = now + min(2.0**failures * 0.05, store.poll_interval or 1.0)
@@ -461,7 +473,8 @@ class ConfirmationScheduler(anyio.AsyncContextManagerMixin):
                     for record in claimed.changed:
                         self._updated(record)
                     for record in claimed.calls:
-                        scope = in_flight[record.id] = anyio.CancelScope()
+                        scope = anyio.CancelScope()
+                        in_flight[record.id] = (scope, record)
                         self._updated(record)
                         tasks.start_soon(self._call, record, scope)
                     if (
@@ -473,6 +486,14 @@ class ConfirmationScheduler(anyio.AsyncContextManagerMixin):
                         until = now + 0.005  # due rows locked by another process's pass
             await store.wait(until)
 
+    def _slot_freed(self) -> None:
+        """A call ended. A starved driver claims again once a quarter of its slots are free
+        (a durable store's claim is a transaction: one per freed slot would cost more than
+        the calls); the memory store's claim is cheap, so at once."""
+        if self._starved and len(self._in_flight) <= self._refill_below:
+            self._starved = False
+            self.store.wake()
+
     async def _call(self, record: SessionRecord, scope: anyio.CancelScope) -> None:
         """Place one claimed call and write down its answer (or its unknown outcome)."""
         store = self.store
@@ -483,19 +504,19 @@ class ConfirmationScheduler(anyio.AsyncContextManagerMixin):
         try:
             with scope:
                 try:
-                    result = await self._place(record, request)
+                    result = await self.client.place(request, retry=self.retry)
                 except CallOutcomeUnknownError:
                     pass  # a call may have gone out: it counts, and nothing is re-sent
                 except PhoneConfirmError as exc:
                     error = exc
         except anyio.get_cancelled_exc_class():
+            del self._in_flight[record.id]
             if store.durable:  # closing: settle the claim now, not when its lease ends
                 with anyio.CancelScope(shield=True):
                     await self._write(lambda: store.record_call(record, None, store.now()))
             raise
-        finally:
-            del self._in_flight[record.id]
-            store.wake()  # a slot is free
+        del self._in_flight[record.id]
+        self._slot_freed()
         if scope.cancelled_caught:
             return  # the session was cancelled: it is CANCELLED already
         if error is not None:
@@ -527,30 +548,29 @@ class ConfirmationScheduler(anyio.AsyncContextManagerMixin):
             if held is not None:
                 await self._write(lambda: self.refresh_session(held))
 
-    async def _place(self, record: SessionRecord, request: PlaceCallRequest) -> PlaceCallResult:
-        lease = self.store.lease
-        if lease is None:
-            return await self.client.place(request, retry=self.retry)
-        async with background_tasks() as tasks:
-            tasks.start_soon(self._renew, record, lease)
-            return await self.client.place(request, retry=self.retry)
-
-    async def _renew(self, record: SessionRecord, lease: float) -> None:
-        """Keep a durable claim while its call is in flight (a third of the lease apart)."""
+    async def _renew_claims(self, lease: float) -> None:
+        """Keep this process's claims while their calls are in flight: every third of the
+        lease, one statement for all of them."""
         store = self.store
         while True:
             await anyio.sleep(lease / 3)
-            try:
-                if not await store.renew(record, store.now()):
-                    return  # settled elsewhere (cancelled, verified): nothing to hold
-            except StoreError as exc:
-                logger.warning("session %s: cannot renew the claim: %s", record.id, exc)
+            if self._in_flight:
+                records = [record for _, record in self._in_flight.values()]
+                try:
+                    await store.renew(records, store.now())
+                except StoreError as exc:
+                    logger.warning("scheduler: cannot renew %d claims: %s", len(records), exc)
 
     async def _write(self, write: Callable[[], Awaitable[_T]]) -> _T | None:
         """A store write after a call, retried on StoreError for a while; on giving up the
         claim stays and its lease settles it (the call counts, outcome unknown)."""
         if not self.store.durable:
             return await write()
+        try:
+            with anyio.CancelScope(shield=True):
+                return await write()
+        except StoreError:
+            pass  # the first try is outside tenacity: a write that succeeds pays nothing
         retrying = tenacity.AsyncRetrying(
             stop=tenacity.stop_after_delay(_WRITE_PATIENCE),
             wait=tenacity.wait_exponential(multiplier=0.05, max=2.0),

@@ -15,7 +15,7 @@ import contextlib
 import os
 import sqlite3
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Collection
 from typing import Final, TypeVar
 
 import anyio
@@ -25,7 +25,7 @@ from phoneconfirm_async._durable import (
     COLUMNS,
     Waker,
     check_lease,
-    encode_attempts,
+    encode_attempt,
     record_from_row,
     row_values,
     update_values,
@@ -37,7 +37,6 @@ from phoneconfirm_async._store import (
     Claimed,
     SessionRecord,
     SessionState,
-    answered,
     end,
     may_finish,
     settle_due,
@@ -74,6 +73,15 @@ _UPDATE: Final = (
     "calls_made = ?, attempts = ?, error = ?, claimed_at = ? WHERE id = ?"
 )
 _SELECT: Final = f"SELECT {', '.join(COLUMNS)} FROM sessions"
+_ANSWERED: Final = (
+    "UPDATE sessions SET state = 'awaiting_code', due = ?, claimed_at = NULL, "
+    "attempts = CASE WHEN ?2 IS NULL THEN attempts "
+    "ELSE json_insert(attempts, '$[#]', json(?2)) END "
+    f"WHERE id = ? AND state = 'calling' AND claimed_at = ? RETURNING {', '.join(COLUMNS)}"
+)
+_APPEND: Final = (
+    "UPDATE sessions SET attempts = json_insert(attempts, '$[#]', json(?)) WHERE id = ?"
+)
 
 
 class SQLiteStore:
@@ -160,8 +168,9 @@ class SQLiteStore:
         db.close()
 
     async def _run(self, work: Callable[[sqlite3.Connection], _T], *, write: bool = True) -> _T:
-        """``work`` in a worker thread: one ``BEGIN IMMEDIATE`` transaction when it writes
-        (the write lock first: no other process can change what it reads), else one read."""
+        """``work`` in a worker thread: one ``BEGIN IMMEDIATE`` transaction when it reads
+        then writes (the write lock first: no other process can change what it read), else
+        as it is (a single statement is a transaction of its own)."""
         db = self._db
         if db is None:
             raise RuntimeError("the session store is not open (use it through a scheduler)")
@@ -186,8 +195,8 @@ class SQLiteStore:
     # -- the protocol -----------------------------------------------------------------------
     async def add(self, record: SessionRecord) -> None:
         values = row_values(record)
-        await self._run(lambda db: db.execute(_INSERT, values))
-        self._waker.wake()
+        await self._run(lambda db: db.execute(_INSERT, values), write=False)  # one statement
+        self._waker.due(record.due)
 
     async def load(self, session_id: str) -> SessionRecord | None:
         def work(db: sqlite3.Connection) -> SessionRecord | None:
@@ -245,41 +254,36 @@ class SQLiteStore:
                         db.execute, "PRAGMA wal_checkpoint(TRUNCATE)", limiter=self._limiter
                     )
 
-    async def renew(self, record: SessionRecord, now: float) -> bool:
+    async def renew(self, records: Collection[SessionRecord], now: float) -> None:
         assert self.lease is not None
         due = now + self.lease
+        held = [(due, r.id, SessionState.CALLING.value, r.claimed_at) for r in records]
 
-        def work(db: sqlite3.Connection) -> bool:
-            cursor = db.execute(
-                "UPDATE sessions SET due = ? WHERE id = ? AND state = ? AND claimed_at = ?",
-                (due, record.id, SessionState.CALLING.value, record.claimed_at),
+        def work(db: sqlite3.Connection) -> None:
+            db.executemany(
+                "UPDATE sessions SET due = ? WHERE id = ? AND state = ? AND claimed_at = ?", held
             )
-            return cursor.rowcount == 1
 
-        return await self._run(work)
+        await self._run(work)
 
     async def record_call(
         self, record: SessionRecord, result: PlaceCallResult | None, now: float
     ) -> SessionRecord | None:
+        due = now + record.redial_interval
+        attempt = None if result is None else encode_attempt(result)
+
         def work(db: sqlite3.Connection) -> SessionRecord | None:
-            row = db.execute(f"{_SELECT} WHERE id = ?", (record.id,)).fetchone()
-            if row is None:
-                return None
-            current = record_from_row(row)
-            if current.state is SessionState.CALLING and current.claimed_at == record.claimed_at:
-                answered(current, result, now)
-                db.execute(_UPDATE, update_values(current))
-                return current
-            if result is not None:  # verified, cancelled or settled meanwhile: keep the answer
-                current.attempts += (result,)
-                db.execute(
-                    "UPDATE sessions SET attempts = ? WHERE id = ?",
-                    (encode_attempts(current.attempts), record.id),
-                )
+            # The claim holds: one conditional UPDATE. It does not: keep the answer only.
+            row = db.execute(_ANSWERED, (due, attempt, record.id, record.claimed_at)).fetchone()
+            if row is not None:
+                return record_from_row(row)
+            if attempt is not None:
+                db.execute(_APPEND, (attempt, record.id))
             return None
 
         updated = await self._run(work)
-        self._waker.wake()
+        if updated is not None:
+            self._waker.due(due)
         return updated
 
     async def finish(

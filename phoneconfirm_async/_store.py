@@ -21,7 +21,7 @@ import contextlib
 import enum
 import heapq
 import itertools
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Collection
 from dataclasses import dataclass
 from typing import Final, NamedTuple, Protocol, runtime_checkable
 
@@ -152,8 +152,8 @@ class SessionStore(Protocol):
         """Settle every row due at ``now`` and claim at most ``limit`` calls."""
         ...
 
-    async def renew(self, record: SessionRecord, now: float) -> bool:
-        """Extend the lease of a call in flight; False when the claim was lost."""
+    async def renew(self, records: Collection[SessionRecord], now: float) -> None:
+        """Extend the leases of the calls this process has in flight (those still held)."""
         ...
 
     async def record_call(
@@ -336,8 +336,8 @@ class MemoryStore:
                 self._push(record)
         return claimed
 
-    async def renew(self, record: SessionRecord, now: float) -> bool:
-        return record.state is SessionState.CALLING
+    async def renew(self, records: Collection[SessionRecord], now: float) -> None:
+        return  # no leases: nobody else could settle a claim
 
     async def record_call(
         self, record: SessionRecord, result: PlaceCallResult | None, now: float

@@ -247,7 +247,7 @@ def test_bench_quick_runs_and_prints_every_row(tmp_path: Path) -> None:
     )
     assert done.returncode in (0, 1), done.stderr  # 1: a target missed on a loaded machine
     names = [r["name"] for r in json.loads(out.read_text())["results"]]
-    assert len(names) == 10
+    assert len(names) == 14
     for fragment in (
         "overhead",
         "CPU per place_call",
@@ -259,6 +259,10 @@ def test_bench_quick_runs_and_prints_every_row(tmp_path: Path) -> None:
         "RSS growth",
         "pending sessions",
         "lateness",
+        "SQLite: sessions scheduled",
+        "SQLite: worker RSS",
+        "PostgreSQL, 2 workers",
+        "PostgreSQL wake-up lateness",
     ):
         assert any(fragment in name for name in names), fragment
         assert any(fragment in line for line in done.stdout.splitlines()), fragment
