@@ -3,8 +3,11 @@
 asyncpg, so asyncio only. A pass over due rows locks them with ``SELECT ... FOR UPDATE
 SKIP LOCKED``: two workers never claim the same call and never wait for each other. A new
 session ``NOTIFY``s the other workers (``d`` + its due time) so they wake at once; a
-session's state change ``NOTIFY``s its id (``s`` + id) so that ``wait()`` in another
-process returns without polling. Missed notifications cost at most ``poll_interval``.
+session that ends ``NOTIFY``s its id (``s`` + id) so that ``wait()`` in another process
+returns without polling (an answered call does not notify: at a thousand calls a second the
+notifications, serialized by PostgreSQL at commit, cost more than they save; a
+``wait_called()`` elsewhere sees it within ``poll_interval``). Missed notifications cost at
+most ``poll_interval``.
 
 The table (and a ``<table>_schema`` table holding the schema version row) is created on
 first use under an advisory lock, so several workers starting at once do not race.
@@ -116,10 +119,10 @@ class PostgresStore:
             "select": f"SELECT {', '.join(COLUMNS)} FROM {quoted}",
             "answered": (
                 f"WITH row AS (UPDATE {quoted} SET state = 'awaiting_code', due = $3, "
-                "claimed_at = NULL, attempts = (attempts::jsonb || $4::jsonb)::text "
+                "attempts = (attempts::jsonb || $4::jsonb)::text "
                 "WHERE id = $1 AND state = 'calling' AND claimed_at = $2 "
                 f"RETURNING {', '.join(COLUMNS)}) "
-                f"SELECT row.*, pg_notify('{self._channel}', 's' || row.id) FROM row"
+                f"SELECT row.* FROM row"
             ),
             "append": (
                 f"UPDATE {quoted} SET attempts = (attempts::jsonb || $2::jsonb)::text "
@@ -172,7 +175,11 @@ class PostgresStore:
                 if self._given_pool is not None:
                     pool = self._given_pool
                 else:
-                    pool = await asyncpg.create_pool(self._dsn, min_size=1, max_size=10)
+                    # No reset on release: the store changes no session state, and the
+                    # default reset is one more round trip per statement.
+                    pool = await asyncpg.create_pool(
+                        self._dsn, min_size=1, max_size=10, reset=_keep_session
+                    )
                     stack.push_async_callback(pool.close)
                 await self._create_schema(pool)
                 listener = await pool.acquire()
@@ -251,7 +258,7 @@ class PostgresStore:
         async def work(conn: Any) -> None:
             await conn.execute(self._sql["insert"], *values)
 
-        await self._run(work)
+        await self._run(work, write=False)  # one statement: atomic on its own
         self._waker.due(record.due)
 
     async def load(self, session_id: str) -> SessionRecord | None:
@@ -372,6 +379,10 @@ class PostgresStore:
 
     def wake(self) -> None:
         self._waker.wake()
+
+
+async def _keep_session(connection: object) -> None:
+    """The pool's reset: nothing to undo (the listening connection UNLISTENs itself)."""
 
 
 def _first_line(exc: BaseException) -> str:

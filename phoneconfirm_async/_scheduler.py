@@ -58,6 +58,9 @@ logger = logging.getLogger("phoneconfirm_async")
 DEFAULT_RETAIN: Final = 3600.0
 #: Calls one scheduler holds at once when the client does not say (its max_concurrency).
 DEFAULT_CONCURRENCY: Final = 100
+#: Least time between two passes over a durable store while calls keep falling due: a call
+#: is placed at most this much after its due time for the sake of batching.
+_CLAIM_GAP: Final = 0.01
 #: Longest a write after a call is retried before the claim is left to its lease.
 _WRITE_PATIENCE: Final = 10.0
 _T = TypeVar("_T")
@@ -477,13 +480,13 @@ class ConfirmationScheduler(anyio.AsyncContextManagerMixin):
                         in_flight[record.id] = (scope, record)
                         self._updated(record)
                         tasks.start_soon(self._call, record, scope)
-                    if (
-                        store.durable
-                        and until is not None
-                        and until <= now
-                        and not (claimed.calls or claimed.changed)
-                    ):
-                        until = now + 0.005  # due rows locked by another process's pass
+                    if store.durable and until is not None:
+                        if claimed.calls:
+                            # Busy: gather what falls due in the next few milliseconds into
+                            # one pass (each pass is a transaction, shared with the peers).
+                            until = max(until, now + _CLAIM_GAP)
+                        elif until <= now and not claimed.changed:
+                            until = now + _CLAIM_GAP  # due rows locked by a peer's pass
             await store.wait(until)
 
     def _slot_freed(self) -> None:

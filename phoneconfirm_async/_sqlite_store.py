@@ -74,7 +74,7 @@ _UPDATE: Final = (
 )
 _SELECT: Final = f"SELECT {', '.join(COLUMNS)} FROM sessions"
 _ANSWERED: Final = (
-    "UPDATE sessions SET state = 'awaiting_code', due = ?, claimed_at = NULL, "
+    "UPDATE sessions SET state = 'awaiting_code', due = ?, "
     "attempts = CASE WHEN ?2 IS NULL THEN attempts "
     "ELSE json_insert(attempts, '$[#]', json(?2)) END "
     f"WHERE id = ? AND state = 'calling' AND claimed_at = ? RETURNING {', '.join(COLUMNS)}"

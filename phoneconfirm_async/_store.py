@@ -66,7 +66,8 @@ class SessionRecord:
 
     ``due`` is on the store's clock (:meth:`SessionStore.now`): the next call, the lease's
     end while CALLING, the end of the last interval when no call is left, or the time the
-    record is deleted once final. ``request`` (phone and code) is None once final.
+    record is deleted once final. ``claimed_at`` is when the latest call was claimed (None
+    before the first). ``request`` (phone and code) is None once final.
     """
 
     id: str
@@ -216,7 +217,6 @@ def settle_due(
         assert record.claimed_at is not None
         record.state = SessionState.AWAITING_CODE
         record.due = record.claimed_at + record.redial_interval
-        record.claimed_at = None
         if record.due > now:
             return False
     if record.calls_made >= record.calls_allowed:
@@ -239,7 +239,6 @@ def end(
     """A final state: phone and code erased, deleted ``retain`` seconds from now."""
     record.state = state
     record.request = None
-    record.claimed_at = None
     record.due = now + retain
     if error is not None:
         record.error = error
@@ -250,7 +249,6 @@ def answered(record: SessionRecord, result: PlaceCallResult | None, now: float) 
     if result is not None:
         record.attempts += (result,)
     record.state = SessionState.AWAITING_CODE
-    record.claimed_at = None
     record.due = now + record.redial_interval
 
 
