@@ -25,7 +25,8 @@ from phoneconfirm_async import (
     PhoneConfirmClient,
     PlaceCallRequest,
     PlaceCallResult,
-    SessionRecord,
+    VerifyRequest,
+    VerifyResult,
 )
 
 MEMORY_TARGET_MB = 60.0
@@ -69,18 +70,23 @@ def _measure(kind: str, count: int) -> float:
     return anyio.run(_sessions_rss if kind == "sessions" else _tasks_rss, count)
 
 
-class _LatenessScheduler(ConfirmationScheduler):
-    """Records when each call would go out, instead of placing it."""
+class _Stopwatch:
+    """A stand-in for the client (the scheduler takes any object with ``place`` and
+    ``verify``): records when each call would go out, by phone, instead of placing it."""
 
-    lateness: list[float]
-    due: dict[str, float]
-    all_fired: anyio.Event
+    def __init__(self, due: dict[str, float]) -> None:
+        self.due = due
+        self.lateness: list[float] = []
+        self.all_fired = anyio.Event()
 
-    async def _place(self, record: SessionRecord, request: PlaceCallRequest) -> PlaceCallResult:
-        self.lateness.append(anyio.current_time() - self.due[record.id])
+    async def place(self, request: PlaceCallRequest, *, retry: object = None) -> PlaceCallResult:
+        self.lateness.append(anyio.current_time() - self.due[request.phone])
         if len(self.lateness) == len(self.due):
             self.all_fired.set()
         return _ANSWER
+
+    async def verify(self, request: VerifyRequest, *, retry: object = None) -> VerifyResult:
+        raise NotImplementedError
 
 
 _ANSWER: PlaceCallResult = PlaceCallResult.from_fields(
@@ -90,20 +96,17 @@ _ANSWER: PlaceCallResult = PlaceCallResult.from_fields(
 
 async def _lateness(count: int) -> list[float]:
     rng = random.Random(1)
-    async with _client() as client, _LatenessScheduler(client) as scheduler:
-        scheduler.lateness = []
-        scheduler.due = {}
-        scheduler.all_fired = anyio.Event()
+    due: dict[str, float] = {}
+    stopwatch = _Stopwatch(due)
+    async with ConfirmationScheduler(stopwatch) as scheduler:
         for i in range(count):
             delay = 1 + rng.random()
-            due = anyio.current_time() + delay
-            session = await scheduler.schedule(
-                f"555{i:07d}", country_code="1", code="1", call_place_time=delay
-            )
-            scheduler.due[session.id] = due
+            phone = f"555{i:07d}"
+            due[phone] = anyio.current_time() + delay
+            await scheduler.schedule(phone, country_code="1", code="1", call_place_time=delay)
         with anyio.fail_after(30):
-            await scheduler.all_fired.wait()
-    return scheduler.lateness
+            await stopwatch.all_fired.wait()
+    return stopwatch.lateness
 
 
 def run(quick: bool) -> list[Result]:
