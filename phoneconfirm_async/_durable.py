@@ -9,14 +9,21 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any, Final
 
 import anyio
 
 from phoneconfirm_async._errors import PhoneConfirmError, error_from_state, error_to_state
 from phoneconfirm_async._models import PlaceCallRequest, PlaceCallResult
-from phoneconfirm_async._store import SessionRecord, SessionState
+from phoneconfirm_async._store import (
+    Claimed,
+    SessionRecord,
+    SessionState,
+    end,
+    may_finish,
+    settle_due,
+)
 
 #: The columns of a session row, in the order :func:`row_values` gives them.
 COLUMNS: Final = (
@@ -83,6 +90,60 @@ def record_from_row(row: Mapping[str, Any]) -> SessionRecord:
         error=None if error is None else decode_error(error),
         claimed_at=row["claimed_at"],
     )
+
+
+class DuePass:
+    """One pass over due rows, read in due order: the calls claimed, the sessions changed,
+    and the rows to update and delete (a store writes them in the pass's transaction)."""
+
+    __slots__ = ("batch", "claimed", "deletes", "lease", "limit", "now", "retain", "updates")
+
+    def __init__(self, now: float, limit: int, *, lease: float | None, retain: float) -> None:
+        self.now = now
+        self.limit = limit
+        self.lease = lease
+        self.retain = retain
+        #: Rows to read at a time: enough for the claims and the rows settled beside them.
+        self.batch = max(limit, 1) * 2 + 64
+        self.claimed = Claimed([], [])
+        self.updates: list[tuple[object, ...]] = []
+        self.deletes: list[tuple[str]] = []
+
+    @property
+    def full(self) -> bool:
+        return len(self.claimed.calls) >= self.limit
+
+    def take(self, rows: Iterable[Mapping[str, Any]]) -> None:
+        """Apply the due rules to rows until ``limit`` calls are claimed."""
+        for row in rows:
+            if self.full:
+                return
+            record = record_from_row(row)
+            outcome = settle_due(record, self.now, lease=self.lease, retain=self.retain)
+            if outcome is None:
+                self.deletes.append((record.id,))
+                continue
+            self.updates.append(update_values(record))
+            (self.claimed.calls if outcome else self.claimed.changed).append(record)
+
+
+def finished(
+    row: Mapping[str, Any] | None,
+    state: SessionState,
+    now: float,
+    retain: float,
+    error: PhoneConfirmError | None,
+    claimed_at: float | None,
+) -> SessionRecord | None:
+    """The record a :meth:`SessionStore.finish` writes back, or None when the row is gone
+    or its state does not allow ``state``."""
+    if row is None:
+        return None
+    current = record_from_row(row)
+    if not may_finish(current, state, claimed_at):
+        return None
+    end(current, state, now, retain, error)
+    return current
 
 
 def encode_attempts(attempts: tuple[PlaceCallResult, ...]) -> str:

@@ -25,9 +25,11 @@ from urllib.parse import urlsplit
 
 from phoneconfirm_async._durable import (
     COLUMNS,
+    DuePass,
     Waker,
     check_lease,
     encode_attempt,
+    finished,
     record_from_row,
     row_values,
     update_values,
@@ -40,9 +42,6 @@ from phoneconfirm_async._store import (
     Claimed,
     SessionRecord,
     SessionState,
-    end,
-    may_finish,
-    settle_due,
 )
 
 if TYPE_CHECKING:
@@ -273,29 +272,19 @@ class PostgresStore:
         lease, retain = self.lease, self._retain
 
         async def work(conn: Any) -> Claimed:
+            due = DuePass(now, limit, lease=lease, retain=retain)
             rows = await conn.fetch(
                 f"{self._sql['select']} WHERE due <= $1 ORDER BY due LIMIT $2 "
                 "FOR UPDATE SKIP LOCKED",
                 now,
-                max(limit, 1) * 2 + 64,
+                due.batch,
             )
-            claimed = Claimed([], [])
-            updates: list[tuple[object, ...]] = []
-            deletes: list[tuple[str]] = []
-            for row in rows:
-                record = record_from_row(row)
-                outcome = settle_due(record, now, lease=lease, retain=retain)
-                if outcome is None:
-                    deletes.append((record.id,))
-                    continue
-                updates.append(update_values(record))
-                (claimed.calls if outcome else claimed.changed).append(record)
-                if len(claimed.calls) == limit:
-                    break
-            if updates:
-                await conn.executemany(self._sql["update"], updates)
-            if deletes:
-                await conn.executemany(f"DELETE FROM {self._quoted} WHERE id = $1", deletes)
+            due.take(rows)
+            claimed = due.claimed
+            if due.updates:
+                await conn.executemany(self._sql["update"], due.updates)
+            if due.deletes:
+                await conn.executemany(f"DELETE FROM {self._quoted} WHERE id = $1", due.deletes)
             if claimed.changed:
                 await conn.execute(
                     "SELECT pg_notify($1, 's' || id) FROM unnest($2::text[]) AS id",
@@ -355,14 +344,10 @@ class PostgresStore:
             row = await conn.fetchrow(
                 f"{self._sql['select']} WHERE id = $1 FOR UPDATE", session_id
             )
-            if row is None:
-                return None
-            current = record_from_row(row)
-            if not may_finish(current, state, claimed_at):
-                return None
-            end(current, state, now, retain, error)
-            await conn.execute(self._sql["update"], *update_values(current))
-            await self._notify_state(conn, session_id)
+            current: SessionRecord | None = finished(row, state, now, retain, error, claimed_at)
+            if current is not None:
+                await conn.execute(self._sql["update"], *update_values(current))
+                await self._notify_state(conn, session_id)
             return current
 
         return await self._run(work)

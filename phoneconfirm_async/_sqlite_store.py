@@ -23,9 +23,11 @@ import anyio.to_thread
 
 from phoneconfirm_async._durable import (
     COLUMNS,
+    DuePass,
     Waker,
     check_lease,
     encode_attempt,
+    finished,
     record_from_row,
     row_values,
     update_values,
@@ -37,9 +39,6 @@ from phoneconfirm_async._store import (
     Claimed,
     SessionRecord,
     SessionState,
-    end,
-    may_finish,
-    settle_due,
 )
 
 SCHEMA_VERSION: Final = 1
@@ -210,32 +209,20 @@ class SQLiteStore:
         lease, retain = self.lease, self._retain
 
         def work(db: sqlite3.Connection) -> Claimed:
-            claimed = Claimed([], [])
-            updates: list[tuple[object, ...]] = []
-            deletes: list[tuple[str]] = []
-            batch = max(limit, 1) * 2 + 64
+            due = DuePass(now, limit, lease=lease, retain=retain)
             offset = 0
-            while len(claimed.calls) < limit:
+            while not due.full:
                 rows = db.execute(
                     f"{_SELECT} WHERE due <= ? ORDER BY due LIMIT ? OFFSET ?",
-                    (now, batch, offset),
+                    (now, due.batch, offset),
                 ).fetchall()
-                for row in rows:
-                    record = record_from_row(row)
-                    outcome = settle_due(record, now, lease=lease, retain=retain)
-                    if outcome is None:
-                        deletes.append((record.id,))
-                        continue
-                    updates.append(update_values(record))
-                    (claimed.calls if outcome else claimed.changed).append(record)
-                    if len(claimed.calls) == limit:
-                        break
-                if len(rows) < batch:
+                due.take(rows)
+                if len(rows) < due.batch:
                     break
-                offset += batch
-            db.executemany(_UPDATE, updates)
-            db.executemany("DELETE FROM sessions WHERE id = ?", deletes)
-            return claimed
+                offset += due.batch
+            db.executemany(_UPDATE, due.updates)
+            db.executemany("DELETE FROM sessions WHERE id = ?", due.deletes)
+            return due.claimed
 
         claimed = await self._run(work)
         if claimed.changed:
@@ -299,13 +286,9 @@ class SQLiteStore:
 
         def work(db: sqlite3.Connection) -> SessionRecord | None:
             row = db.execute(f"{_SELECT} WHERE id = ?", (session_id,)).fetchone()
-            if row is None:
-                return None
-            current = record_from_row(row)
-            if not may_finish(current, state, claimed_at):
-                return None
-            end(current, state, now, retain, error)
-            db.execute(_UPDATE, update_values(current))
+            current = finished(row, state, now, retain, error, claimed_at)
+            if current is not None:
+                db.execute(_UPDATE, update_values(current))
             return current
 
         updated = await self._run(work)
