@@ -97,13 +97,18 @@ def emulator_process(*args: str) -> Iterator[str]:
         yield match.group(0)
     finally:
         process.send_signal(signal.SIGINT)
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-        if process.stderr is not None:
-            process.stderr.close()
+        reap(process, timeout=10)
+
+
+def reap(process: subprocess.Popen[str], timeout: float) -> None:
+    """Wait for a process told to stop (killed past ``timeout``); close its stderr pipe."""
+    try:
+        process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+    if process.stderr is not None:
+        process.stderr.close()
 
 
 def rss_mb() -> float:

@@ -40,7 +40,16 @@ from pathlib import Path
 
 import anyio
 
-from benchmarks._common import API_KEY, DOMAIN, Result, parser, place_params, report, rss_mb
+from benchmarks._common import (
+    API_KEY,
+    DOMAIN,
+    Result,
+    parser,
+    place_params,
+    reap,
+    report,
+    rss_mb,
+)
 from phoneconfirm_async import (
     MemoryStore,
     PhoneConfirmClient,
@@ -175,13 +184,7 @@ def _workers(store_url: str, base_url: str) -> Iterator[None]:
         for process in processes:
             process.send_signal(signal.SIGTERM)
         for process in processes:
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
-            if process.stderr is not None:
-                process.stderr.close()
+            reap(process, timeout=30)
 
 
 async def _schedule_due(
