@@ -229,8 +229,9 @@ class PostgresStore:
                 )
                 await conn.execute(f"INSERT INTO {schema} (version) VALUES ($1)", SCHEMA_VERSION)
 
-    async def _run(self, work: Callable[[Any], Awaitable[_T]], *, write: bool = True) -> _T:
-        """``work(connection)`` on a pooled connection, in a transaction when it writes."""
+    async def _run(self, work: Callable[[Any], Awaitable[_T]], *, transaction: bool = True) -> _T:
+        """``work(connection)`` on a pooled connection, in a transaction unless it is one
+        statement (atomic on its own)."""
         import asyncpg
 
         pool = self._pool
@@ -238,7 +239,7 @@ class PostgresStore:
             raise RuntimeError("the session store is not open (use it through a scheduler)")
         try:
             async with pool.acquire() as conn:
-                if not write:
+                if not transaction:
                     return await work(conn)
                 async with conn.transaction():
                     return await work(conn)
@@ -257,7 +258,7 @@ class PostgresStore:
         async def work(conn: Any) -> None:
             await conn.execute(self._sql["insert"], *values)
 
-        await self._run(work, write=False)  # one statement: atomic on its own
+        await self._run(work, transaction=False)  # one statement: atomic on its own
         self._waker.due(record.due)
 
     async def load(self, session_id: str) -> SessionRecord | None:
@@ -265,7 +266,7 @@ class PostgresStore:
             row = await conn.fetchrow(f"{self._sql['select']} WHERE id = $1", session_id)
             return None if row is None else record_from_row(row)
 
-        return await self._run(work, write=False)
+        return await self._run(work, transaction=False)
 
     async def claim(self, now: float, limit: int) -> Claimed:
         self._waker.arm()
@@ -304,7 +305,7 @@ class PostgresStore:
         async def work(conn: Any) -> None:
             await conn.execute(self._sql["renew"], now + lease, ids, claims)
 
-        await self._run(work, write=False)  # one statement: atomic on its own
+        await self._run(work, transaction=False)  # one statement: atomic on its own
 
     async def record_call(
         self, record: SessionRecord, result: PlaceCallResult | None, now: float
@@ -324,7 +325,7 @@ class PostgresStore:
                 await conn.execute(self._sql["append"], record.id, attempt)
             return None
 
-        updated = await self._run(work, write=False)
+        updated = await self._run(work, transaction=False)
         if updated is not None:
             self._waker.due(due)
         return updated
@@ -357,7 +358,7 @@ class PostgresStore:
             due: float | None = await conn.fetchval(f"SELECT min(due) FROM {self._quoted}")
             return due
 
-        return await self._run(work, write=False)
+        return await self._run(work, transaction=False)
 
     async def wait(self, until: float | None) -> None:
         await self._waker.wait(until)

@@ -154,22 +154,22 @@ class ConfirmationSession:
         """
         code = _validation.code(code)
         scheduler = self._scheduler
-        await scheduler.refresh_session(self)
+        await scheduler._refresh(self)
         request = VerifyRequest(_latest_transaction(self._record.attempts), code)
         result = await scheduler.client.verify(request)
         if result.verified and self._record.state is not SessionState.VERIFIED:
-            await scheduler.end_session(self, SessionState.VERIFIED)
+            await scheduler._end(self, SessionState.VERIFIED)
         return result
 
     async def cancel(self) -> None:
         """Stop the session in every process: no more calls; one in flight here is cancelled
         (one in flight in another process may still ring)."""
-        await self._scheduler.end_session(self, SessionState.CANCELLED)
+        await self._scheduler._end(self, SessionState.CANCELLED)
         await anyio.lowlevel.checkpoint()
 
     async def wait(self) -> SessionState:
         """Wait until the session is VERIFIED, EXHAUSTED, FAILED or CANCELLED; return it."""
-        return (await self._scheduler.wait_for(self, _final)).state
+        return (await self._scheduler._wait_for(self, _final)).state
 
     async def wait_called(self) -> bool:
         """Wait until the first call's answer (or its unknown outcome) is in.
@@ -177,11 +177,11 @@ class ConfirmationSession:
         Returns False if the session ended before any call (cancelled or failed). Useful to
         tell a user "your phone is ringing" before asking for the code.
         """
-        return (await self._scheduler.wait_for(self, _called)).calls_made > 0
+        return (await self._scheduler._wait_for(self, _called)).calls_made > 0
 
     async def refresh(self) -> None:
         """Read the session again from a durable store (no-op for the memory store)."""
-        await self._scheduler.refresh_session(self)
+        await self._scheduler._refresh(self)
 
 
 def _latest_transaction(attempts: tuple[PlaceCallResult, ...]) -> str:
@@ -368,7 +368,7 @@ class ConfirmationScheduler(anyio.AsyncContextManagerMixin):
         return None if record is None else self._hold(record)
 
     # -- what sessions call -------------------------------------------------------------------
-    async def refresh_session(self, session: ConfirmationSession) -> None:
+    async def _refresh(self, session: ConfirmationSession) -> None:
         """Read a durable store's copy of the session (the memory store's is the live one)."""
         if self.store.durable:
             self._require_open()
@@ -376,12 +376,12 @@ class ConfirmationScheduler(anyio.AsyncContextManagerMixin):
             if record is not None:
                 session._record = record
 
-    async def end_session(self, session: ConfirmationSession, state: SessionState) -> None:
+    async def _end(self, session: ConfirmationSession, state: SessionState) -> None:
         """VERIFIED or CANCELLED, if the session's state allows; then read it again."""
         self._require_open()
         updated = await self.store.finish(session.id, state, self.store.now())
         if updated is None:
-            await self.refresh_session(session)
+            await self._refresh(session)
             return
         if state is SessionState.CANCELLED:
             held = self._in_flight.get(session.id)
@@ -389,14 +389,14 @@ class ConfirmationScheduler(anyio.AsyncContextManagerMixin):
                 held[0].cancel()
         self._updated(updated)
 
-    async def wait_for(
+    async def _wait_for(
         self, session: ConfirmationSession, done: Callable[[SessionRecord], bool]
     ) -> SessionRecord:
         """Until ``done(record)``: woken by this process's changes, by a store's change
         notifications, and (durable stores) every ``poll_interval`` to read it again."""
         poll = self.store.poll_interval
         if self.store.durable:
-            await self.refresh_session(session)  # the snapshot may be old: read it first
+            await self._refresh(session)  # the snapshot may be old: read it first
         elif done(session._record):
             await anyio.lowlevel.checkpoint()
             return session._record
@@ -414,7 +414,7 @@ class ConfirmationScheduler(anyio.AsyncContextManagerMixin):
             else:
                 with anyio.move_on_after(poll):
                     await event.wait()
-                await self.refresh_session(session)
+                await self._refresh(session)
         return session._record
 
     # -- bookkeeping ------------------------------------------------------------------------
@@ -549,7 +549,7 @@ class ConfirmationScheduler(anyio.AsyncContextManagerMixin):
         elif store.durable:
             held = self._held.get(record.id)
             if held is not None:
-                await self._write(lambda: self.refresh_session(held))
+                await self._write(lambda: self._refresh(held))
 
     async def _renew_claims(self, lease: float) -> None:
         """Keep this process's claims while their calls are in flight: every third of the

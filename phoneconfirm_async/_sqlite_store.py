@@ -166,7 +166,9 @@ class SQLiteStore:
             db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         db.close()
 
-    async def _run(self, work: Callable[[sqlite3.Connection], _T], *, write: bool = True) -> _T:
+    async def _run(
+        self, work: Callable[[sqlite3.Connection], _T], *, transaction: bool = True
+    ) -> _T:
         """``work`` in a worker thread: one ``BEGIN IMMEDIATE`` transaction when it reads
         then writes (the write lock first: no other process can change what it read), else
         as it is (a single statement is a transaction of its own)."""
@@ -174,8 +176,8 @@ class SQLiteStore:
         if db is None:
             raise RuntimeError("the session store is not open (use it through a scheduler)")
 
-        def transaction() -> _T:
-            if not write:
+        def run() -> _T:
+            if not transaction:
                 return work(db)
             db.execute("BEGIN IMMEDIATE")
             try:
@@ -187,14 +189,14 @@ class SQLiteStore:
             return value
 
         try:
-            return await anyio.to_thread.run_sync(transaction, limiter=self._limiter)
+            return await anyio.to_thread.run_sync(run, limiter=self._limiter)
         except sqlite3.Error as exc:
             raise StoreError(f"{type(exc).__name__}: {exc}", store=self.name) from None
 
     # -- the protocol -----------------------------------------------------------------------
     async def add(self, record: SessionRecord) -> None:
         values = row_values(record)
-        await self._run(lambda db: db.execute(_INSERT, values), write=False)  # one statement
+        await self._run(lambda db: db.execute(_INSERT, values), transaction=False)  # one statement
         self._waker.due(record.due)
 
     async def load(self, session_id: str) -> SessionRecord | None:
@@ -202,7 +204,7 @@ class SQLiteStore:
             row = db.execute(f"{_SELECT} WHERE id = ?", (session_id,)).fetchone()
             return None if row is None else record_from_row(row)
 
-        return await self._run(work, write=False)
+        return await self._run(work, transaction=False)
 
     async def claim(self, now: float, limit: int) -> Claimed:
         self._waker.arm()
@@ -301,7 +303,7 @@ class SQLiteStore:
             due: float | None = db.execute("SELECT min(due) FROM sessions").fetchone()[0]
             return due
 
-        return await self._run(work, write=False)
+        return await self._run(work, transaction=False)
 
     async def wait(self, until: float | None) -> None:
         await self._waker.wait(until)

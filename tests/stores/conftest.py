@@ -5,15 +5,28 @@ from __future__ import annotations
 
 import secrets
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from phoneconfirm_async import PostgresStore, SessionStore, SQLiteStore
 
-#: Makes a new store object on the same database each call (two objects are two "processes").
-StoreFactory = Callable[..., SessionStore]
+
+class StoreFactory:
+    """New store objects on one database (two objects are two "processes"), and where that
+    database is, for tests that look inside it."""
+
+    def __init__(self, kind: str, *, path: Path, dsn: str = "", table: str = "") -> None:
+        self.kind = kind
+        self.path = path  # the SQLite file
+        self.dsn = dsn  # the PostgreSQL server
+        self.table = table  # the PostgreSQL table
+
+    def __call__(self, **options: float) -> SessionStore:
+        if self.kind == "sqlite":
+            return SQLiteStore(self.path, **options)
+        return PostgresStore(self.dsn, table=self.table, **options)
 
 
 @pytest.fixture(scope="session")
@@ -55,17 +68,8 @@ def store_kind(store_case: tuple[str, str]) -> str:
 @pytest.fixture
 def make_store(store_kind: str, tmp_path: Path, request: pytest.FixtureRequest) -> StoreFactory:
     """New store objects on one fresh database (a file, or a table of its own)."""
+    path = tmp_path / "sessions.sqlite"
     if store_kind == "sqlite":
-        path = tmp_path / "sessions.sqlite"
-
-        def sqlite(**options: float) -> SessionStore:
-            return SQLiteStore(path, **options)
-
-        return sqlite
-    dsn = request.getfixturevalue("postgres_dsn")
-    table = f"sessions_{secrets.token_hex(4)}"
-
-    def postgres(**options: float) -> SessionStore:
-        return PostgresStore(dsn, table=table, **options)
-
-    return postgres
+        return StoreFactory("sqlite", path=path)
+    dsn = str(request.getfixturevalue("postgres_dsn"))
+    return StoreFactory("postgres", path=path, dsn=dsn, table=f"sessions_{secrets.token_hex(4)}")

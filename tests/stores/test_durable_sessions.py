@@ -165,35 +165,36 @@ async def test_a_permanent_error_is_kept_with_its_class_for_every_process(
 
 
 async def test_phone_and_code_leave_the_store_at_a_final_state(
-    make_store: StoreFactory, emulator: Emulator, store_kind: str, tmp_path: Path
+    make_store: StoreFactory, emulator: Emulator
 ) -> None:
     """Kept while calls can still be placed, erased at the end, from the files too."""
     store = make_store(**FAST)
     async with client_for(emulator) as client:
         async with client.scheduler(store=store, drive=False) as web:
             session = await web.schedule(PHONE, country_code="1", code=CODE, call_place_time=60)
-            assert await _stored_secrets(store_kind, store, tmp_path) == {PHONE, CODE}
+            assert await _stored_secrets(make_store) == {PHONE, CODE}
             await session.cancel()
         async with client.scheduler(store=make_store(**FAST), drive=False) as other:
             found = await other.get(session.id)
             assert found is not None
             assert found.request is None
-    assert await _stored_secrets(store_kind, store, tmp_path) == set()
+    assert await _stored_secrets(make_store) == set()
 
 
-def _read_files(directory: Path) -> bytes:
-    return b"".join(path.read_bytes() for path in directory.glob("sessions.sqlite*"))
+def _read_files(database: Path) -> bytes:
+    """The SQLite file and its companions (WAL, shared memory), byte for byte."""
+    return b"".join(path.read_bytes() for path in database.parent.glob(database.name + "*"))
 
 
-async def _stored_secrets(kind: str, store: object, tmp_path: Path) -> set[str]:
+async def _stored_secrets(database: StoreFactory) -> set[str]:
     """PHONE and CODE wherever they are still kept: any byte of the SQLite files (main
     file, WAL, shared memory), or any column of the PostgreSQL table."""
-    if kind == "sqlite":
-        blob = await anyio.to_thread.run_sync(_read_files, tmp_path)
+    if database.kind == "sqlite":
+        blob = await anyio.to_thread.run_sync(_read_files, database.path)
         return {secret for secret in (PHONE, CODE) if secret.encode() in blob}
-    conn = await asyncpg.connect(store._dsn)  # type: ignore[attr-defined]
+    conn = await asyncpg.connect(database.dsn)
     try:
-        rows = await conn.fetch(f'SELECT * FROM "{store.table}"')  # type: ignore[attr-defined]
+        rows = await conn.fetch(f'SELECT * FROM "{database.table}"')
     finally:
         await conn.close()
     text = repr([dict(row) for row in rows])
@@ -201,11 +202,11 @@ async def _stored_secrets(kind: str, store: object, tmp_path: Path) -> set[str]:
 
 
 async def test_a_store_that_fails_later_raises_store_error(
-    make_store: StoreFactory, store_kind: str, tmp_path: Path, emulator: Emulator
+    make_store: StoreFactory, emulator: Emulator
 ) -> None:
     store = make_store(**FAST)
     async with client_for(emulator) as client, client.scheduler(store=store, drive=False) as web:
-        await _drop_table(store_kind, store, tmp_path)
+        await _alter(make_store, "DROP TABLE sessions", 'DROP TABLE "{table}"')
         with pytest.raises(StoreError) as caught:
             await web.get("any")
         with pytest.raises(StoreError):
@@ -214,33 +215,25 @@ async def test_a_store_that_fails_later_raises_store_error(
     assert CODE not in str(caught.value)
 
 
-async def _drop_table(kind: str, store: object, tmp_path: Path) -> None:
-    if kind == "sqlite":
-        db = sqlite3.connect(tmp_path / "sessions.sqlite")
-        db.execute("DROP TABLE sessions")
-        db.commit()
+async def _alter(database: StoreFactory, sqlite_sql: str, postgres_sql: str) -> None:
+    """Change the database behind the store's back, as an operator (or a fault) would."""
+    if database.kind == "sqlite":
+        db = sqlite3.connect(database.path, isolation_level=None)
+        db.execute(sqlite_sql)
         db.close()
         return
-    conn = await asyncpg.connect(store._dsn)  # type: ignore[attr-defined]
-    await conn.execute(f'DROP TABLE "{store.table}"')  # type: ignore[attr-defined]
+    conn = await asyncpg.connect(database.dsn)
+    await conn.execute(postgres_sql.format(table=database.table))
     await conn.close()
 
 
-async def test_a_newer_schema_is_refused(
-    make_store: StoreFactory, store_kind: str, tmp_path: Path, emulator: Emulator
-) -> None:
-    store = make_store()
+async def test_a_newer_schema_is_refused(make_store: StoreFactory, emulator: Emulator) -> None:
     async with client_for(emulator) as client:
-        async with client.scheduler(store=store, drive=False):
+        async with client.scheduler(store=make_store(), drive=False):
             pass  # creates the schema, version 1
-        if store_kind == "sqlite":
-            db = sqlite3.connect(tmp_path / "sessions.sqlite")
-            db.execute("PRAGMA user_version = 99")
-            db.close()
-        else:
-            conn = await asyncpg.connect(store._dsn)  # type: ignore[attr-defined]
-            await conn.execute(f'UPDATE "{store.table}_schema" SET version = 99')  # type: ignore[attr-defined]
-            await conn.close()
+        await _alter(
+            make_store, "PRAGMA user_version = 99", 'UPDATE "{table}_schema" SET version = 99'
+        )
         with pytest.raises(ConfigurationError, match="schema version 99"):
             async with client.scheduler(store=make_store(), drive=False):
                 pass
@@ -252,7 +245,7 @@ async def test_records_and_sessions_show_no_phone_or_code(
     client = client_for(emulator)
     async with client, client.scheduler(store=make_store(), drive=False) as web:
         session = await web.schedule(PHONE, country_code="1", code=CODE, call_place_time=60)
-        record = session._record
+        record = await web.store.load(session.id)
         assert isinstance(record, SessionRecord)
         for text in (repr(session), repr(record), repr(web), repr(web.store)):
             assert PHONE not in text
