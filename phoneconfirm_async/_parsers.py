@@ -8,22 +8,22 @@ parser's output. Parsers know bytes and dicts only: nothing here touches HTTP.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any, Final, Literal
+from xml.etree import ElementTree
 
-import xmltodict
-
-from phoneconfirm_async._errors import ParseError
+from phoneconfirm_async._errors import ConfigurationError, ParseError
 
 MAX_BODY_BYTES: Final = 1024 * 1024
 EXCERPT_CHARS: Final = 60
 
 #: Any callable from body bytes to the raw decoded document.
 ResponseParser = Callable[[bytes], Mapping[str, Any]]
+#: The decoders of the built-in JSON format (see :meth:`ParserRegistry.default`).
+JsonDecoder = Literal["auto", "json", "orjson"]
 
 _DTD = re.compile(rb"<!\s*(?:DOCTYPE|ENTITY|ELEMENT|ATTLIST|NOTATION)", re.IGNORECASE)
 _BLANK = b" \t\r\n\xef\xbb\xbf"  # whitespace and a UTF-8 byte order mark
@@ -31,22 +31,97 @@ _BLANK = b" \t\r\n\xef\xbb\xbf"  # whitespace and a UTF-8 byte order mark
 
 def parse_json(body: bytes) -> Mapping[str, Any]:
     """Decode a JSON document (stdlib ``json``)."""
-    return _parse_json_text(body.decode("utf-8"))
+    return _json_document(_text(body))
 
 
-def _parse_json_text(text: str) -> Mapping[str, Any]:
-    document = _decode_json(text)
+def _json_document(text: str) -> dict[str, Any]:
+    if text[:1] in _BLANK_TEXT:
+        document = _decode_json(text.lstrip("\ufeff"))  # ``decode`` skips whitespace
+    else:
+        # ``raw_decode`` without the two whitespace scans of ``decode``: the common case.
+        document, end = _raw_decode_json(text)
+        if end != len(text) and text[end:].strip(_JSON_WHITESPACE):
+            raise json.JSONDecodeError("Extra data", text, end)
     if document.__class__ is not dict:
         raise ParseError("the JSON document is not an object")
     return document
 
 
+def _json_fields(body: bytes) -> dict[str, Any]:
+    """The built-in JSON format: decode with the stdlib, then normalize."""
+    return _normalize_decoded(_json_document(_text(body)))
+
+
+def _json_fields_orjson(body: bytes) -> dict[str, Any]:
+    """The built-in JSON format with orjson (the ``speedups`` extra) for the common case.
+
+    The answer is the stdlib's, always: orjson accepts a subset of what ``json`` does, and
+    reads integers beyond 64 bits as floats, so anything but the service's own shape (see
+    :func:`_flat_fields`) is decoded again by the stdlib (a rare, slower path).
+    """
+    try:
+        document = _orjson_loads(body)  # type: ignore[misc]
+    except ValueError:  # orjson.JSONDecodeError: the stdlib gives the verdict
+        return _json_fields(body)
+    if document.__class__ is dict:
+        fields = _flat_fields(document)
+        if fields is not None:
+            return fields
+    return _json_fields(body)
+
+
 def parse_xml(body: bytes) -> Mapping[str, Any]:
-    """Decode an XML document (xmltodict), refusing DTDs and entity declarations."""
+    """Decode an XML document (xmltodict's shape), refusing DTDs and entity declarations.
+
+    A flat document (a root of leaf elements without attributes or namespaces: every
+    answer of this service) is read with the stdlib's C parser, several times faster than
+    xmltodict and giving the same dict; anything else goes through xmltodict.
+    """
     if b"<!" in body and _DTD.search(body):  # the substring test is the cheap common case
         raise ParseError("XML with a DTD or entity declarations is refused")
-    document: Mapping[str, Any] = xmltodict.parse(body, disable_entities=True)
+    document = _flat_xml(body)
+    if document is None:
+        import xmltodict  # only now: it imports urllib, http.client and email (40 ms)
+
+        document = xmltodict.parse(body, disable_entities=True)
     return document
+
+
+def _xml_fields(body: bytes) -> dict[str, Any]:
+    """The built-in XML format: the UTF-8 check, decoding, then normalization."""
+    _text(body)
+    return _normalize_decoded(parse_xml(body))  # type: ignore[arg-type]
+
+
+def _flat_xml(body: bytes) -> dict[str, Any] | None:
+    """``{root: {child: text}}`` as xmltodict would give it, or None when the document is
+    not flat (or not one ElementTree reads) and xmltodict must decide."""
+    try:
+        root = _xml_fromstring(body)
+    except _XMLError:
+        return None
+    if root.attrib or not len(root) or "{" in root.tag or _has_text(root.text):
+        return None
+    children: dict[str, Any] = {}
+    for child in root:
+        if child.attrib or len(child) or "{" in child.tag or _has_text(child.tail):
+            return None  # attributes, nesting, namespaces or mixed content
+        text = child.text
+        children[child.tag] = (text.strip() or None) if text else None
+    if len(children) != len(root):
+        return None  # a repeated element: xmltodict makes it a list
+    return {root.tag: children}
+
+
+def _has_text(text: str | None) -> bool:
+    return bool(text) and not text.isspace()  # type: ignore[union-attr]
+
+
+def _text(body: bytes) -> str:
+    try:
+        return body.decode("utf-8")
+    except UnicodeDecodeError:
+        raise _Refused("body is not UTF-8") from None
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,14 +130,28 @@ class _Entry:
     parser: ResponseParser
     content_types: tuple[str, ...]
     prefixes: tuple[bytes, ...]
-    # The built-in JSON parser takes the text the UTF-8 check already decoded.
-    text_parser: Callable[[str], Mapping[str, Any]] | None = None
+    # Body bytes to normalized fields: the built-in formats have their own fast paths.
+    fields: Callable[[bytes], dict[str, Any]]
 
 
 _CHOICE_CACHE_SIZE: Final = 64
 _CANONICAL_STATUSES: Final = frozenset({"valid", "invalid"})
 _SCALAR_TYPES: Final = frozenset({int, float, bool, type(None)})
-_decode_json = json.JSONDecoder().decode
+#: The service's fields: an answer of exactly these takes the fast path (``_flat_fields``).
+_FIELD_NAMES: Final = frozenset({"error", "status", "message", "transaction_number", "duration"})
+_JSON_WHITESPACE: Final = " \t\n\r"
+_BLANK_TEXT: Final = frozenset({"", " ", "\t", "\r", "\n", "\ufeff"})
+_json_decoder = json.JSONDecoder()
+_decode_json = _json_decoder.decode
+_raw_decode_json = _json_decoder.raw_decode
+_XMLError = ElementTree.ParseError
+_xml_fromstring = ElementTree.fromstring
+
+_orjson_loads: Callable[[bytes], Any] | None
+try:
+    from orjson import loads as _orjson_loads
+except ImportError:  # the ``speedups`` extra is not installed: the stdlib decodes
+    _orjson_loads = None
 
 
 class ParserRegistry:
@@ -81,25 +170,48 @@ class ParserRegistry:
         # (Content-Type, first non-blank byte) -> parser: the choice is the same for every
         # answer of one endpoint, so it is made once.
         self._choices: dict[tuple[str | None, bytes], _Entry] = {}
+        #: The decoder of the built-in JSON format (``"json"`` or ``"orjson"``), or None.
+        self.json_decoder: str | None = None
 
     @classmethod
-    def default(cls) -> ParserRegistry:
-        """A registry with the built-in ``"json"`` and ``"xml"`` parsers."""
+    def default(cls, *, json_decoder: JsonDecoder = "auto") -> ParserRegistry:
+        """A registry with the built-in ``"json"`` and ``"xml"`` parsers.
+
+        Args:
+            json_decoder: ``"auto"`` (orjson when the ``speedups`` extra is installed, else
+                the stdlib), ``"json"`` (the stdlib) or ``"orjson"``. Both give the same
+                dicts: orjson only speeds up the common answer.
+
+        Raises:
+            ConfigurationError: ``"orjson"`` was asked for and is not installed, or the
+                name is unknown.
+        """
+        if json_decoder == "auto":
+            json_decoder = "orjson" if _orjson_loads is not None else "json"
+        if json_decoder == "orjson":
+            if _orjson_loads is None:
+                raise ConfigurationError(
+                    "json_decoder='orjson' needs orjson: "
+                    "pip install 'phoneconfirm-async[speedups]'"
+                )
+            json_fields = _json_fields_orjson
+        elif json_decoder == "json":
+            json_fields = _json_fields
+        else:
+            raise ConfigurationError("json_decoder must be 'auto', 'json' or 'orjson'")
         registry = cls()
+        registry.json_decoder = json_decoder
         registry._add(
             _Entry(
                 "json",
                 parse_json,
                 ("application/json", "text/json", "application/javascript"),
                 (b"{", b"["),
-                text_parser=_parse_json_text,
+                json_fields,
             )
         )
-        registry.register(
-            "xml",
-            parse_xml,
-            content_types=("application/xml", "text/xml"),
-            prefixes=(b"<",),
+        registry._add(
+            _Entry("xml", parse_xml, ("application/xml", "text/xml"), (b"<",), _xml_fields)
         )
         return registry
 
@@ -128,7 +240,8 @@ class ParserRegistry:
             prefixes: first non-blank bytes that identify the format when the Content-Type is
                 missing or wrong (``b"{"`` for JSON).
         """
-        self._add(_Entry(name, parser, tuple(t.lower() for t in content_types), tuple(prefixes)))
+        types = tuple(t.lower() for t in content_types)
+        self._add(_Entry(name, parser, types, tuple(prefixes), _custom_fields(parser)))
 
     def _add(self, entry: _Entry) -> None:
         self._entries[entry.name] = entry
@@ -159,28 +272,21 @@ class ParserRegistry:
         try:
             if len(body) > MAX_BODY_BYTES:
                 raise _Refused(f"body larger than {MAX_BODY_BYTES} bytes")
-            try:
-                text = body.decode("utf-8")
-            except UnicodeDecodeError:
-                raise _Refused("body is not UTF-8") from None
             start = body[:1]
             if not start or start in _BLANK:
                 start = body.lstrip(_BLANK)[:1]
-                text = text.lstrip("\ufeff")
             entry = self._choices.get((content_type, start))
             if entry is None:
-                entry = self._choose(start, content_type)
+                entry = self._choose(body, start, content_type)
                 if len(self._choices) < _CHOICE_CACHE_SIZE:
                     self._choices[content_type, start] = entry
-            if entry.text_parser is not None:
-                return normalize(entry.text_parser(text))
-            return normalize(entry.parser(body))
+            return entry.fields(body)
         except Exception as exc:  # every parser failure becomes one ParseError
             reason = exc.args[0] if isinstance(exc, _Refused) else _reason(exc)
             excerpt = _excerpt(body, redact)
         raise ParseError(reason, status_code=status_code, excerpt=excerpt)
 
-    def _choose(self, start: bytes, content_type: str | None) -> _Entry:
+    def _choose(self, body: bytes, start: bytes, content_type: str | None) -> _Entry:
         labelled = None
         if content_type:
             labelled = self._by_type.get(content_type.split(";", 1)[0].strip().lower())
@@ -191,6 +297,7 @@ class ParserRegistry:
                 return entry
         if labelled is not None:
             return labelled
+        _text(body)  # a body of no known format that is not even text says so
         if not start:
             raise _Refused("empty body")
         raise _Refused(f"unknown format (Content-Type {content_type!r})")
@@ -215,6 +322,7 @@ def normalize(document: Mapping[str, Any]) -> dict[str, Any]:
     """One shape for every format: the single root unwrapped, keys lower-cased,
     ``error`` an int, ``status`` lower-cased and stripped, empty values None, a numeric
     ``duration`` a float, ``transaction_number`` a string. Unknown fields are kept.
+    ``document`` itself is left as it was.
 
     Raises:
         ParseError: the document is not a mapping of fields, or ``error`` is not a number.
@@ -238,20 +346,101 @@ def normalize(document: Mapping[str, Any]) -> dict[str, Any]:
         ):
             value = _clean(value)
         fields[key if key.__class__ is str and key.islower() else str(key).lower()] = value
+    return _typed(fields)
+
+
+def _normalize_decoded(document: dict[str, Any]) -> dict[str, Any]:
+    """:func:`normalize` for a dict a built-in decoder just made (so it may be changed)."""
+    fields = _flat_fields(document)
+    return fields if fields is not None else normalize(document)
+
+
+def _flat_fields(document: dict[str, Any]) -> dict[str, Any] | None:
+    """The service's own answer normalized in place, or None for the general path.
+
+    The service's shape is at most one wrapper around exactly its five lower-case fields,
+    each text or null (``error`` and ``duration`` may be numbers, ``duration`` a float):
+    every answer it gives. Anything else (and a float where it cannot come from the
+    service, which orjson makes of an integer beyond 64 bits) goes to :func:`normalize`
+    untouched, so both paths give the same dict.
+    """
+    if len(document) == 1:
+        (inner,) = document.values()
+        if inner.__class__ is dict:
+            document = inner
+    if len(document) != 5 or not _FIELD_NAMES.issuperset(document):
+        return None
+    get = document.get
+    error = get("error")
+    if error.__class__ is not int:
+        if error.__class__ is not str:
+            return None
+        try:
+            error = int(error)
+        except ValueError:
+            return None
+    status = get("status")
+    if status.__class__ is str:
+        if status not in _CANONICAL_STATUSES:
+            status = status.strip().lower() or None
+    elif status is not None:
+        return None
+    message = get("message")
+    if message.__class__ is str:
+        message = message or None
+    elif message is not None:
+        return None
+    number = get("transaction_number")
+    if number.__class__ is str:
+        number = number or None
+    elif number is not None:
+        return None
+    duration = get("duration")
+    if duration.__class__ is str:
+        duration = _float_or_same(duration) if duration else None
+    elif duration.__class__ is int:
+        duration = float(duration)
+    elif duration is not None and duration.__class__ is not float:
+        return None
+    document["error"] = error
+    document["status"] = status
+    document["message"] = message
+    document["transaction_number"] = number
+    document["duration"] = duration
+    return document
+
+
+def _typed(fields: dict[str, Any]) -> dict[str, Any]:
+    """The typed fields: ``error``, ``status``, ``duration``, ``transaction_number``."""
     error = fields.get("error", 0)
     if error.__class__ is not int:
         fields["error"] = _error_code(error)
     status = fields.get("status")
-    if status is not None and status not in _CANONICAL_STATUSES:
+    if status is not None and not (status.__class__ is str and status in _CANONICAL_STATUSES):
         fields["status"] = str(status).strip().lower() or None
     duration = fields.get("duration")
-    if duration is not None and duration.__class__ is not float and not isinstance(duration, bool):
-        # A non-numeric duration is kept as the service sent it.
-        with contextlib.suppress(TypeError, ValueError):
-            fields["duration"] = float(duration)
+    if duration is not None and duration.__class__ is not float and duration.__class__ is not bool:
+        fields["duration"] = _float_or_same(duration)
     number = fields.get("transaction_number")
-    if number is not None and number.__class__ is not str and not isinstance(number, str):
+    if number is not None and not isinstance(number, str):
         fields["transaction_number"] = str(number)
+    return fields
+
+
+def _float_or_same(value: Any) -> Any:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return value  # a non-numeric duration is kept as the service sent it
+
+
+def _custom_fields(parser: ResponseParser) -> Callable[[bytes], dict[str, Any]]:
+    """Body to fields through a registered parser: the UTF-8 check, then normalization."""
+
+    def fields(body: bytes) -> dict[str, Any]:
+        _text(body)
+        return normalize(parser(body))
+
     return fields
 
 

@@ -8,11 +8,17 @@ import tracemalloc
 from typing import Any
 
 import pytest
+import xmltodict
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from phoneconfirm_async import ParseError, ParserRegistry
+from phoneconfirm_async import ConfigurationError, ParseError, ParserRegistry
 
+#: The built-in JSON format with each decoder: both must give the same dicts.
+REGISTRIES = {
+    decoder: ParserRegistry.default(json_decoder=decoder) for decoder in ("json", "orjson")
+}
+DECODERS = pytest.mark.parametrize("registry", REGISTRIES.values(), ids=REGISTRIES.keys())
 registry = ParserRegistry.default()
 
 JSON_PLACE = b'{"phoneconfirm": {"error": 0, "status": " Valid ", "message": "call placed", "transaction_number": "0012345", "duration": 0.25}}'  # noqa: E501
@@ -40,7 +46,10 @@ EXPECTED = {
         (b"\xef\xbb\xbf  \n" + JSON_PLACE, "text/plain"),
     ],
 )
-def test_json_and_xml_normalize_identically(body: bytes, content_type: str | None) -> None:
+@DECODERS
+def test_json_and_xml_normalize_identically(
+    registry: ParserRegistry, body: bytes, content_type: str | None
+) -> None:
     """Every format and label of the same answer gives the same dict."""
     assert registry.parse(body, content_type) == EXPECTED
 
@@ -51,20 +60,23 @@ def test_any_root_name_and_case() -> None:
     assert registry.parse(body) == {"error": 2, "status": "invalid", "message": None}
 
 
-def test_flat_document_and_unknown_fields_kept() -> None:
+@DECODERS
+def test_flat_document_and_unknown_fields_kept(registry: ParserRegistry) -> None:
     """A document without a wrapper is taken as is; unknown fields are kept."""
     body = json.dumps({"error": "4", "status": "invalid", "extra": {"Nested": ""}}).encode()
     assert registry.parse(body) == {"error": 4, "status": "invalid", "extra": {"nested": None}}
 
 
-def test_transaction_numbers_stay_strings() -> None:
+@DECODERS
+def test_transaction_numbers_stay_strings(registry: ParserRegistry) -> None:
     """A numeric transaction number is kept as text (leading zeros matter)."""
     fields = registry.parse(b'{"r": {"error": 0, "transaction_number": 123}}')
     assert fields["transaction_number"] == "123"
     assert registry.parse(XML_PLACE)["transaction_number"] == "0012345"
 
 
-def test_non_numeric_duration_is_kept() -> None:
+@DECODERS
+def test_non_numeric_duration_is_kept(registry: ParserRegistry) -> None:
     """Only a numeric duration becomes a float."""
     assert registry.parse(b'{"r": {"error": 0, "duration": "fast"}}')["duration"] == "fast"
 
@@ -84,7 +96,8 @@ def test_non_numeric_duration_is_kept() -> None:
         (b" " * (1024 * 1024 + 1), "larger"),
     ],
 )
-def test_failures_are_parse_errors(body: bytes, reason: str) -> None:
+@DECODERS
+def test_failures_are_parse_errors(registry: ParserRegistry, body: bytes, reason: str) -> None:
     """Truncated, non-UTF-8, oversized, unknown or ill-typed bodies raise ParseError."""
     with pytest.raises(ParseError, match=reason) as caught:
         registry.parse(body, "text/html", status_code=200)
@@ -158,9 +171,10 @@ def test_a_failing_custom_parser_raises_parse_error() -> None:
         custom.parse(b"x", "text/boom")
 
 
+@DECODERS
 @settings(max_examples=400, deadline=None)
 @given(st.binary(max_size=512))
-def test_arbitrary_bytes_give_a_dict_or_parse_error(body: bytes) -> None:
+def test_arbitrary_bytes_give_a_dict_or_parse_error(registry: ParserRegistry, body: bytes) -> None:
     """Any bytes: a dict or ParseError, nothing else."""
     try:
         result = registry.parse(body, "text/html")
@@ -200,3 +214,105 @@ def test_structured_documents_give_a_dict_or_parse_error(
     assert isinstance(result, dict)
     if "error" in result:
         assert isinstance(result["error"], int)
+
+
+def test_the_default_decoder_is_orjson_when_installed_and_names_are_checked() -> None:
+    """``json_decoder="auto"`` takes orjson (installed by the dev extra); a wrong name is a
+    ConfigurationError."""
+    assert ParserRegistry.default().json_decoder == "orjson"
+    with pytest.raises(ConfigurationError, match="json_decoder"):
+        ParserRegistry.default(json_decoder="simdjson")  # type: ignore[arg-type]
+
+
+_ANSWER_VALUES = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(),
+    st.integers(min_value=2**63 - 5, max_value=2**70),  # beyond orjson's exact integers
+    st.floats(),
+    st.text(max_size=12),
+    st.sampled_from(["", "0", " 7 ", "1e400", "0.25", "VALID", " invalid "]),
+    st.lists(st.integers(), max_size=2),
+)
+_SERVICE_FIELDS = ("error", "status", "message", "transaction_number", "duration")
+_ANSWERS = st.fixed_dictionaries(dict.fromkeys(_SERVICE_FIELDS, _ANSWER_VALUES)) | (
+    st.dictionaries(st.sampled_from([*_SERVICE_FIELDS, "Error", "extra"]), _ANSWER_VALUES)
+)
+
+
+@settings(max_examples=500, deadline=None)
+@given(_ANSWERS, st.sampled_from(["verifycode", None]))
+def test_both_decoders_give_what_the_general_path_gives(
+    fields: dict[str, Any], root: str | None
+) -> None:
+    """Whatever the answer holds (integers past 64 bits, infinities, odd types, unknown or
+    upper-case names), both decoders give the same dict or the same ParseError as plain
+    ``json.loads`` followed by the general normalization (a registered parser)."""
+    document: Any = fields if root is None else {root: fields}
+    body = json.dumps(document).encode()
+    plain = ParserRegistry.default()
+    plain.register("json", json.loads, content_types=("application/json",), prefixes=(b"{",))
+    outcomes = []
+    for candidate in (*REGISTRIES.values(), plain):
+        try:
+            outcomes.append(repr(candidate.parse(body, "text/html")))  # nan != nan: compare reprs
+        except ParseError as exc:
+            outcomes.append(str(exc))
+    assert outcomes[0] == outcomes[1] == outcomes[2]
+
+
+def _xmltodict_registry() -> ParserRegistry:
+    """The built-in registry with its XML format replaced by plain xmltodict."""
+    plain = ParserRegistry.default()
+    plain.register(
+        "xml",
+        lambda body: xmltodict.parse(body, disable_entities=True),
+        content_types=("application/xml", "text/xml"),
+        prefixes=(b"<",),
+    )
+    return plain
+
+
+_XML_TEXT = st.one_of(
+    st.text(st.characters(codec="utf-8", exclude_categories=("Cs", "Cc")), max_size=10),
+    st.sampled_from(["", "  ", " 0 ", "a &amp; b", "<![CDATA[x<y]]>", "x<!--c-->y", "\n\t"]),
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from(["error", "status", "message", "duration", "x:y", "Error"]),
+            _XML_TEXT,
+            st.sampled_from(["", ' a="1"', ' xmlns="urn:x"']),
+        ),
+        max_size=6,
+    ),
+    st.sampled_from(["", "  ", "text", "<?pi x?>"]),
+    st.booleans(),
+)
+def test_the_fast_xml_path_gives_what_xmltodict_gives(
+    children: list[tuple[str, str, str]], root_text: str, declaration: bool
+) -> None:
+    """Flat documents take the stdlib's parser; any document gives the same dict (or the
+    same error) as xmltodict itself: whitespace, entities, CDATA, comments, attributes,
+    namespaces, prefixes, repeated elements, mixed content."""
+    body = "".join(
+        f"<{name}{attributes}>{_xml_escape(text)}</{name}>" for name, text, attributes in children
+    )
+    head = '<?xml version="1.0" encoding="UTF-8"?>\n' if declaration else ""
+    document = f"{head}<phoneconfirm>{root_text}{body}</phoneconfirm>".encode()
+    outcomes: list[object] = []
+    for candidate in (registry, _xmltodict_registry()):
+        try:
+            outcomes.append(candidate.parse(document, "text/xml"))
+        except ParseError as exc:
+            outcomes.append(str(exc))
+    assert outcomes[0] == outcomes[1]
+
+
+def _xml_escape(text: str) -> str:
+    if text.startswith(("<![CDATA[", "x<!--")) or "&amp;" in text:
+        return text  # markup on purpose
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
