@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 import anyio
 from anyio.abc import TaskGroup
@@ -39,3 +39,13 @@ def running_on_asyncio() -> bool:
     except RuntimeError:
         return False
     return True
+
+
+def running_clock() -> Callable[[], float]:
+    """The running loop's clock, as ``anyio.current_time`` reads it, without finding the
+    backend on every reading (an object that lives in one loop calls it per request)."""
+    if running_on_asyncio():
+        import asyncio
+
+        return asyncio.get_running_loop().time
+    return anyio.current_time  # trio's own lookup is cheap; a MockClock drives it in tests

@@ -26,9 +26,10 @@ class PlaceCallRequest:
 
     def __init__(self, phone: str, country_code: str, code: str) -> None:
         # Each field validated and set once (the generated __init__ would set it twice).
-        object.__setattr__(self, "phone", _validation.phone(phone))
-        object.__setattr__(self, "country_code", _validation.country_code(country_code))
-        object.__setattr__(self, "code", _validation.code(code))
+        phone, country_code, code = _validation.place_fields(phone, country_code, code)
+        object.__setattr__(self, "phone", phone)
+        object.__setattr__(self, "country_code", country_code)
+        object.__setattr__(self, "code", code)
 
     @classmethod
     def from_row(cls, row: PlaceCallRequest | Mapping[str, Any]) -> PlaceCallRequest:
@@ -75,17 +76,17 @@ class _Result:
 
     @classmethod
     def from_fields(cls, fields: Mapping[str, Any]) -> Any:
-        duration = fields.get("duration")
-        message = fields.get("message")
-        transaction_number = fields.get("transaction_number")
-        return cls(
-            status=fields.get("status"),
-            error=fields.get("error", 0),
-            message=None if message is None else str(message),
-            transaction_number=None if transaction_number is None else str(transaction_number),
-            duration=duration if isinstance(duration, float) else None,
-            raw=fields,
-        )
+        get = fields.get
+        message = get("message")
+        if message.__class__ is not str and message is not None:
+            message = str(message)
+        number = get("transaction_number")
+        if number.__class__ is not str and number is not None:
+            number = str(number)
+        duration = get("duration")
+        if duration.__class__ is not float and not isinstance(duration, float):
+            duration = None
+        return cls(get("status"), get("error", 0), message, number, duration, fields)
 
 
 @dataclass(frozen=True, slots=True)

@@ -125,31 +125,27 @@ def is_retryable(error: BaseException, policy: RetryPolicy) -> bool:
     return isinstance(error, TransportError | ServerError)
 
 
-async def call_with_retries(
+async def retry_after_failure(
     operation: Operation,
     attempt: Callable[[float, float], Awaitable[T]],
     policy: RetryPolicy,
     budget: RetryBudget,
+    deadline: float,
+    failure: PhoneConfirmError,
+    clock: Callable[[], float] = anyio.current_time,
 ) -> T:
-    """Run ``attempt`` until it succeeds or the policy, the deadline or the budget says stop.
+    """Go on after a first attempt failed with ``failure``: retry ``attempt`` until it
+    succeeds or the policy, the deadline or the budget says stop; else raise.
 
-    ``attempt(deadline, now)`` receives the deadline, which also bounds an attempt in flight,
-    and the time the loop read just before calling it (both on anyio's clock), so that an
-    attempt that did not wait needs no clock reading of its own. The first attempt runs
-    outside tenacity, so a call that succeeds at once (nearly all of them) pays nothing for
-    the retry machinery. The last real exception is raised, never a wrapper.
+    The caller runs the first attempt itself, outside tenacity, so a call that succeeds at
+    once (nearly all of them) pays nothing for the retry machinery. ``attempt(deadline,
+    now)`` receives the deadline, which also bounds an attempt in flight, and the time the
+    loop read just before calling it (on ``clock``, anyio's clock or the running loop's
+    own). The last real exception is raised, never a wrapper.
     """
-    started = anyio.current_time()
-    deadline = started + policy.deadline
-    try:
-        result = await attempt(deadline, started)
-    except PhoneConfirmError as exc:
-        if policy.max_attempts == 1 or not is_retryable(exc, policy):
-            raise
-        first_failure: PhoneConfirmError | None = exc
-    else:
-        budget.refund()
-        return result
+    if policy.max_attempts == 1 or not is_retryable(failure, policy):
+        raise failure
+    first_failure: PhoneConfirmError | None = failure
 
     async def replay_then_attempt() -> T:
         # tenacity starts counting from the first attempt, which already failed: replay it.
@@ -157,7 +153,7 @@ async def call_with_retries(
         if first_failure is not None:
             failure, first_failure = first_failure, None
             raise failure
-        return await attempt(deadline, anyio.current_time())
+        return await attempt(deadline, clock())
 
     backoff = wait_random_exponential(multiplier=policy.initial_wait, max=policy.max_wait)
 
@@ -195,7 +191,7 @@ async def call_with_retries(
         before_sleep=before_sleep,
         reraise=True,
     )
-    result = await retrying(replay_then_attempt)
+    result: T = await retrying(replay_then_attempt)
     budget.refund()
     return result
 
