@@ -21,6 +21,7 @@ from phoneconfirm_async._transport import (
     classify,
 )
 
+_MAX_PREFIXES: Final = 64
 _NOT_SENT: Classes = (
     (aiohttp.ConnectionTimeoutError, "connect_timeout"),
     (aiohttp.ClientConnectorError, "connect"),
@@ -57,18 +58,19 @@ class _Deadlines:
     deadline) uses ``asyncio.timeout`` instead.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
         self._queue: deque[_Watch] = deque()
         self._timer: asyncio.TimerHandle | None = None
 
     def watch(self, seconds: float) -> _Watch | None:
         """Start watching the current task's attempt; None when it must use its own timer."""
-        loop = asyncio.get_running_loop()
+        loop = self._loop
         deadline = loop.time() + seconds
         queue = self._queue
         if queue and deadline < queue[-1].deadline:
             return None
-        task = asyncio.current_task()
+        task = asyncio.current_task(loop)
         assert task is not None
         watch = _Watch(deadline, task)
         queue.append(watch)
@@ -117,7 +119,28 @@ class AiohttpTransport:
         # There is no public switch; the emulator test of "reset" faults guards this line.
         self.session._retry_connection = False
         self._timeouts: dict[float | None, aiohttp.ClientTimeout] = {}
-        self._deadlines = _Deadlines()
+        # Made in the running loop (the client opens it there), whose clock and tasks it uses.
+        self._deadlines = _Deadlines(asyncio.get_running_loop())
+        self._prefixes: dict[str, tuple[str, str, str]] = {}
+
+    def _url(self, url: str) -> URL:
+        """``url`` as a yarl URL, cheaply: the part before the query (scheme, authority,
+        path) is split once per endpoint, and the query is used as already encoded.
+
+        ``URL(url, encoded=True)`` splits the whole string on every request (and caches
+        each distinct one): about 5 µs a request on our machines; this is under 1 µs.
+        """
+        prefix, _, query = url.partition("?")
+        parts = self._prefixes.get(prefix)
+        if parts is None:
+            parsed = URL(prefix, encoded=True)
+            parts = (parsed.scheme, parsed.raw_authority, parsed.raw_path)
+            if len(self._prefixes) < _MAX_PREFIXES:
+                self._prefixes[prefix] = parts
+        scheme, authority, path = parts
+        return URL.build(
+            scheme=scheme, authority=authority, path=path, query_string=query, encoded=True
+        )
 
     def _timeout(self, seconds: float | None) -> aiohttp.ClientTimeout:
         timeout = self._timeouts.get(seconds)
@@ -133,12 +156,10 @@ class AiohttpTransport:
             watch = self._deadlines.watch(bound)
             if watch is None:
                 return await self._send_on_own_timer(request, bound)
+        timeout = self._timeouts.get(request.timeout) or self._timeout(request.timeout)
         try:
             async with self.session.request(
-                request.method,
-                URL(request.url, encoded=True),
-                timeout=self._timeout(request.timeout),
-                allow_redirects=False,
+                request.method, self._url(request.url), timeout=timeout, allow_redirects=False
             ) as response:
                 length = response.content_length
                 headers = response.headers
