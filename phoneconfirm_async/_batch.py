@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import AsyncIterable, AsyncIterator, Iterable, Mapping
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Generic, Self, TypeVar
 
@@ -66,15 +66,6 @@ class BatchItem(Generic[RequestT, ResultT]):
         return self.error is None
 
 
-async def _rows_of(rows: Iterable[Any] | AsyncIterable[Any]) -> AsyncIterator[Any]:
-    if isinstance(rows, AsyncIterable):
-        async for row in rows:
-            yield row
-    else:
-        for row in rows:
-            yield row
-
-
 class _Batch(Generic[RequestT, ResultT]):
     """One run of a batch: reads rows, sends requests, journals, emits items."""
 
@@ -103,6 +94,8 @@ class _Batch(Generic[RequestT, ResultT]):
     def _request(self, row: Any) -> RequestT:
         place = self.operation == "placecall"
         cls: Any = PlaceCallRequest if place else VerifyRequest
+        if row.__class__ is dict:  # the common row: no ABC check
+            return cls.from_row(row)  # type: ignore[no-any-return]
         if not isinstance(row, cls | Mapping):
             fields = "phone, country_code, code" if place else "transaction_number, code"
             raise ValidationError("row", f"must be a {cls.__name__} or a mapping with {fields}")
@@ -114,13 +107,10 @@ class _Batch(Generic[RequestT, ResultT]):
             return (request.phone, request.country_code, request.code)
         return (request.transaction_number, request.code)
 
-    async def _send(self, request: RequestT) -> ResultT:
-        result: Any
-        if isinstance(request, PlaceCallRequest):
-            result = await self.engine.place(request)
-        else:
-            result = await self.engine.verify(request)
-        return result  # type: ignore[no-any-return]
+    def _send(self, request: RequestT) -> Awaitable[ResultT]:
+        if request.__class__ is PlaceCallRequest:
+            return self.engine.place(request)  # type: ignore[return-value]
+        return self.engine.verify(request)  # type: ignore[arg-type, return-value]
 
     def _result(self, raw: Mapping[str, Any]) -> ResultT:
         cls: Any = PlaceCallResult if self.operation == "placecall" else VerifyResult
@@ -135,13 +125,11 @@ class _Batch(Generic[RequestT, ResultT]):
                     self.journal = await Journal.open(
                         self.journal_path, self.operation, self.journal_key
                     )
-                source: Any = _rows_of(self.rows)
+                reader = _Reader(self.rows, self.journal)
                 try:
-                    async with contextlib.aclosing(source):
-                        reader = _Reader(source, self.journal)
-                        async with anyio.create_task_group() as tg:
-                            for _ in range(self.concurrency):
-                                tg.start_soon(self._work, reader, send)
+                    async with anyio.create_task_group() as tg:
+                        for _ in range(self.concurrency):
+                            tg.start_soon(self._work, reader, send)
                     self.error = reader.error
                 finally:
                     if self.journal is not None:
@@ -159,8 +147,9 @@ class _Batch(Generic[RequestT, ResultT]):
         Each worker reads a row only when it is free, so at most ``concurrency`` rows are
         in memory, whatever the input's length.
         """
+        plain = reader.plain  # read without a task switch (a plain input, no journal)
         while True:
-            job = await reader.next()
+            job = reader.take() if plain else await reader.next()
             if job is None:
                 return
             index, row, record = job
@@ -170,8 +159,19 @@ class _Batch(Generic[RequestT, ResultT]):
             except ValidationError as exc:
                 item = BatchItem(index, None, None, exc)
             else:
-                item = await self._process(index, request, record)
-            await _put(send, item)
+                if plain:  # no journal: send it, here (one coroutine less per row)
+                    try:
+                        result = await self._send(request)
+                    except PhoneConfirmError as exc:
+                        item = BatchItem(index, request, None, exc)
+                    else:
+                        item = BatchItem(index, request, result, None)
+                else:
+                    item = await self._process(index, request, record)
+            try:
+                send.send_nowait(item)  # room in the channel: the common case, no task switch
+            except anyio.WouldBlock:
+                await send.send(item)
 
     async def _process(
         self, index: int, request: RequestT, record: Record | None
@@ -226,19 +226,32 @@ class _Reader:
     """The input, shared by the workers: each ``next()`` takes one row and its index.
 
     Rows are read in order, and so are their journal records (the journal streams them by
-    index). A lock is needed only when reading may switch tasks (an async input, or the
-    journal reading its next chunk).
+    index). A plain iterable without a journal is read without a task switch, so no lock is
+    needed: no other worker can run between two steps of one read. An async input, or the
+    journal reading its next chunk, may switch tasks: then reads take a lock.
     """
 
-    def __init__(self, source: AsyncIterator[Any], journal: Journal | None) -> None:
-        self.source = source
+    def __init__(self, rows: Iterable[Any] | AsyncIterable[Any], journal: Journal | None) -> None:
         self.journal = journal
+        self.rows: Iterator[Any] | None = None
+        self.source: AsyncIterator[Any] | None = None
+        if isinstance(rows, AsyncIterable):
+            self.source = aiter(rows)
+        else:
+            self.rows = iter(rows)
         self.index = 0
         self.done = False
         self.error: BaseException | None = None
         self.lock = anyio.Lock()
 
+    @property
+    def plain(self) -> bool:
+        """A plain iterable without a journal: :meth:`take` reads it, no task switch."""
+        return self.rows is not None and self.journal is None
+
     async def next(self) -> tuple[int, Any, Record | None] | None:
+        if self.rows is not None and self.journal is None:
+            return self.take()
         try:
             self.lock.acquire_nowait()  # uncontended for a sync input: no task switch
         except anyio.WouldBlock:
@@ -247,8 +260,12 @@ class _Reader:
             if self.done:
                 return None
             try:
-                row = await anext(self.source)
-            except StopAsyncIteration:
+                if self.source is not None:
+                    row = await anext(self.source)
+                else:
+                    assert self.rows is not None
+                    row = next(self.rows)
+            except (StopAsyncIteration, StopIteration):
                 self.done = True
                 return None
             except Exception as exc:  # the input failed: finish the rows in flight, then
@@ -262,16 +279,25 @@ class _Reader:
         finally:
             self.lock.release()
 
+    def take(self) -> tuple[int, Any, None] | None:
+        """The next row of a plain input (no journal)."""
+        if self.done:
+            return None
+        try:
+            row = next(self.rows)  # type: ignore[arg-type]
+        except StopIteration:
+            self.done = True
+            return None
+        except Exception as exc:
+            self.done = True
+            self.error = exc
+            return None
+        index = self.index
+        self.index += 1
+        return index, row, None
+
 
 _T = TypeVar("_T")
-
-
-async def _put(send: MemoryObjectSendStream[_T], value: _T) -> None:
-    """Send, without a task switch when there is room (the common case)."""
-    try:
-        send.send_nowait(value)
-    except anyio.WouldBlock:
-        await send.send(value)
 
 
 async def _take(receive: MemoryObjectReceiveStream[_T]) -> _T:
