@@ -7,6 +7,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import anyio
 import click
 
 from phoneconfirm_async.cli._common import (
@@ -90,18 +91,18 @@ def _run_batch(operation: str, kw: dict[str, Any]) -> None:
     label = "place" if place else "verify"
     progress = Progress(count_rows(input_path), f"{label} {input_path.name}")
     make_row = place_row if place else verify_row
-    kept = ("phone", "country_code") if place else ("transaction_number",)
+    # The rows in flight, to write their output row with the fields as the input gave them.
     pending: dict[int, dict[str, Any]] = {}
 
     def remember() -> Iterator[dict[str, Any]]:
-        # Only the non-secret fields of rows in flight are kept, to write their output row.
         for index, row in enumerate(rows):
-            pending[index] = {name: row.get(name) for name in kept}
+            pending[index] = row
             yield row
 
     async def run() -> None:
         options: dict[str, Any] = {"max_concurrency": kw["concurrency"], "rate_limit": kw["rate"]}
-        async with open_client(credentials, **options) as client:
+        async with open_client(credentials, **options) as client, anyio.create_task_group() as tg:
+            tg.start_soon(writer.flush_in_bursts)
             if place:
                 items: Any = client.place_many(
                     remember(), journal=kw["journal"], resend_unknown=kw["resend_unknown"]
@@ -112,6 +113,7 @@ def _run_batch(operation: str, kw: dict[str, Any]) -> None:
                 row = make_row(item.index + 1, pending.pop(item.index), item)
                 writer.write(row)
                 progress.advance(row["outcome"])
+            tg.cancel_scope.cancel()
 
     try:
         with interrupt_exits():

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
-from phoneconfirm_async.cli._common import EXIT_FAILED, EXIT_OK
+from phoneconfirm_async.cli._common import EXIT_FAILED, EXIT_OK, fewer_collections
+
+if TYPE_CHECKING:
+    from phoneconfirm_async.emulator import Emulator
 
 
 @click.command()
@@ -47,12 +50,19 @@ def emulator(
         **fields,
     )
     server = Emulator(config)
+    with fewer_collections():  # this process only serves: tune it as the batch commands are
+        _serve(server, host, port, api_keys, config.trusted_domains)
+
+
+def _serve(
+    server: Emulator, host: str, port: int, api_keys: tuple[str, ...], trusted: tuple[str, ...]
+) -> None:
     try:
         server.start()
     except OSError as exc:
         raise click.UsageError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
     keys = "the default key 'emulator-key'" if not api_keys else f"{len(api_keys)} key(s)"
-    domains = ", ".join(config.trusted_domains)
+    domains = ", ".join(trusted)
     click.echo(
         f"Phone Confirm emulator serving {server.base_url} ({keys}; trusted: {domains}). "
         "Ctrl-C to stop.",

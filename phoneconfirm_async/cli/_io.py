@@ -17,6 +17,7 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import IO, Any, Final
 
+import anyio
 import click
 
 from phoneconfirm_async import BatchItem, CallOutcomeUnknownError, PhoneConfirmError
@@ -57,29 +58,34 @@ def open_rows(path: Path, columns: tuple[str, ...]) -> Iterator[dict[str, Any]]:
         raise InputError(f"cannot read {path}: {exc.strerror or exc}") from None
     if _is_jsonl(path):
         return _jsonl_rows(handle, path)
-    reader = csv.DictReader(handle)
+    reader = csv.reader(handle)
     try:
-        header = reader.fieldnames or []
+        header = next(reader, [])
     except (csv.Error, UnicodeDecodeError) as exc:
         handle.close()
         raise InputError(f"{path}: not a readable CSV file ({exc})") from None
-    missing = [c for c in columns if c not in {h.strip() for h in header if h}]
+    names = [name.strip() for name in header]
+    missing = [c for c in columns if c not in names]
     if missing:
         handle.close()
         raise InputError(
             f"{path}: the header lacks column(s) {', '.join(missing)} "
             f"(expected {','.join(columns)})"
         )
-    return _csv_rows(handle, reader, path)
+    return _csv_rows(handle, reader, names, path)
 
 
 def _csv_rows(
-    handle: IO[str], reader: csv.DictReader[str], path: Path
+    handle: IO[str], reader: Any, names: list[str], path: Path
 ) -> Iterator[dict[str, Any]]:
+    """Each data row as a dict of the header's names (values stripped; blank lines skipped;
+    a short row lacks its last columns, cells past the header are dropped)."""
     with handle:
         try:
-            for raw in reader:
-                yield {(k or "").strip(): (v or "").strip() for k, v in raw.items() if k}
+            for values in reader:
+                if values:
+                    pairs = zip(names, values, strict=False)
+                    yield {name: value.strip() for name, value in pairs if name}
         except (csv.Error, UnicodeDecodeError) as exc:
             raise InputError(f"{path}, line {reader.line_num}: {exc}") from None
 
@@ -112,7 +118,12 @@ def count_rows(path: Path) -> int | None:
 
 
 class RowWriter:
-    """Writes output rows as they complete: JSON Lines, or CSV when the file ends in .csv."""
+    """Writes output rows as they complete: JSON Lines, or CSV when the file ends in .csv.
+
+    ``write`` buffers; :meth:`flush_in_bursts` (a task) flushes once the rows that completed
+    together are written, so every finished row reaches the file as soon as the command
+    waits for the next one, with one write for a burst of rows instead of one per row.
+    """
 
     def __init__(self, path: Path | None, columns: tuple[str, ...]) -> None:
         self.columns = columns
@@ -128,20 +139,51 @@ class RowWriter:
         if self.csv:
             self._csv_writer = csv.DictWriter(self.stream, fieldnames=list(columns))
             self._csv_writer.writeheader()
+        self._unflushed = anyio.Event()
 
     def write(self, row: Mapping[str, Any]) -> None:
+        """Write one row (flushed by :meth:`flush_in_bursts`, or by :meth:`flush`)."""
         if self._csv_writer is not None:
             flat = dict(row)
             error = flat.get("error")
             flat["error"] = f"{error['type']}: {error['message']}" if error else ""
             self._csv_writer.writerow(flat)
         else:
-            self.stream.write(json.dumps(row, ensure_ascii=False) + "\n")
+            self.stream.write(dumps_row(row) + "\n")
+        self._unflushed.set()
+
+    async def flush_in_bursts(self) -> None:
+        """Flush whenever rows were written and the writer let other tasks run: at the end
+        of each burst of rows that were ready together. Runs until cancelled."""
+        while True:
+            await self._unflushed.wait()
+            self._unflushed = anyio.Event()
+            self.stream.flush()
+
+    def flush(self) -> None:
         self.stream.flush()
 
     def close(self) -> None:
+        self.stream.flush()
         if self.owned:
             self.stream.close()
+
+
+def _stdlib_dumps(row: Mapping[str, Any]) -> str:
+    return json.dumps(row, ensure_ascii=False)
+
+
+def _orjson_dumps(row: Mapping[str, Any]) -> str:
+    return orjson.dumps(row).decode()
+
+
+try:
+    import orjson
+except ImportError:  # the speedups extra is not installed
+    dumps_row = _stdlib_dumps
+else:
+    dumps_row = _orjson_dumps
+#: One output row as one line of JSON (orjson when it is installed: the same JSON, compact).
 
 
 def error_field(exc: PhoneConfirmError | None) -> dict[str, str] | None:
@@ -234,19 +276,34 @@ class Progress:
             self._bar.stop()
 
     def summary(self, columns: tuple[str, ...]) -> None:
-        """The summary table on stderr: outcome counts, rate and elapsed time."""
-        from rich.console import Console
-        from rich.table import Table
-
+        """The summary table on stderr: outcome counts, rate and elapsed time (drawn by rich
+        on a terminal; plain aligned text otherwise, for logs, without importing rich)."""
         elapsed = time.monotonic() - self.started
         total = sum(self.outcomes.values())
-        table = Table(title="phoneconfirm batch", title_justify="left")
-        for name in (*columns, "rows", "rate", "elapsed"):
-            table.add_column(name, justify="right")
-        table.add_row(
+        names = (*columns, "rows", "rate", "elapsed")
+        values = (
             *(str(self.outcomes[name]) for name in columns),
             str(total),
             f"{total / elapsed:,.1f}/s" if elapsed > 0 else "-",
             f"{elapsed:.2f} s",
         )
+        if not sys.stderr.isatty():
+            widths = [
+                max(len(name), len(value)) for name, value in zip(names, values, strict=True)
+            ]
+            sys.stderr.write("phoneconfirm batch\n")
+            for cells in (names, values):
+                line = "  ".join(
+                    cell.rjust(width) for cell, width in zip(cells, widths, strict=True)
+                )
+                sys.stderr.write(line + "\n")
+            sys.stderr.flush()
+            return
+        from rich.console import Console
+        from rich.table import Table
+
+        table = Table(title="phoneconfirm batch", title_justify="left")
+        for name in names:
+            table.add_column(name, justify="right")
+        table.add_row(*values)
         Console(stderr=True, width=100).print(table)

@@ -141,6 +141,10 @@ class Emulator(EmulatorBase):
             log_config=None,
             log_level="warning",
             access_log=False,
+            # Loopback only: no proxies to trust, and no headers a client needs.
+            proxy_headers=False,
+            server_header=False,
+            date_header=False,
             timeout_graceful_shutdown=2,
             backlog=4096,
         )
