@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
+from collections.abc import Mapping
 from typing import Final
 
 import aiohttp
 from yarl import URL
 
+from phoneconfirm_async._parsers import MAX_BODY_BYTES
 from phoneconfirm_async._transport import (
     Classes,
     TransportRequest,
@@ -22,6 +24,7 @@ from phoneconfirm_async._transport import (
 )
 
 _MAX_PREFIXES: Final = 64
+_CAP_DIGITS: Final = len(str(MAX_BODY_BYTES))
 _NOT_SENT: Classes = (
     (aiohttp.ConnectionTimeoutError, "connect_timeout"),
     (aiohttp.ClientConnectorError, "connect"),
@@ -31,6 +34,19 @@ _SENT: Classes = (
     (aiohttp.ServerDisconnectedError, "disconnected"),
     (aiohttp.ClientPayloadError, "disconnected"),
 )
+
+
+def _under(length: str, cap: int) -> bool:
+    """Whether a Content-Length (digits: aiohttp's parser checked it) is at most ``cap``."""
+    if cap == MAX_BODY_BYTES and len(length) < _CAP_DIGITS:
+        return True  # fewer digits than the default cap: under it, without int()
+    return int(length) <= cap
+
+
+def _response(fields: tuple[int, Mapping[str, str], bytes]) -> TransportResponse:
+    """A TransportResponse made by ``tuple.__new__``: the named tuple's own ``__new__`` is a
+    Python function, and one response is made per request."""
+    return tuple.__new__(TransportResponse, fields)
 
 
 class _Watch:
@@ -78,9 +94,8 @@ class _Deadlines:
             self._timer = loop.call_at(deadline, self._fire, loop)
         return watch
 
-    def finish(self, watch: _Watch) -> None:
-        """The attempt is over: it must not be cancelled any more."""
-        watch.done = True
+    def drop_finished(self) -> None:
+        """Forget the attempts at the head of the queue that are over (``done``)."""
         queue = self._queue
         while queue and queue[0].done:
             queue.popleft()
@@ -161,18 +176,21 @@ class AiohttpTransport:
             async with self.session.request(
                 request.method, self._url(request.url), timeout=timeout, allow_redirects=False
             ) as response:
-                length = response.content_length
                 headers = response.headers
-                # Content-Length counts wire bytes: a compressed body may inflate past it.
+                length = headers.get("Content-Length")
+                # Content-Length counts wire bytes: a compressed body may inflate past it. A
+                # length with fewer digits than the cap is under it (no int() per answer).
                 if (
                     length is not None
-                    and length <= request.max_body
+                    and (
+                        len(length) < len(str(request.max_body)) or int(length) <= request.max_body
+                    )
                     and "Content-Encoding" not in headers
                 ):
                     body = await response.read()
                 else:
                     body = await _read_capped(response.content, request.max_body)
-                answer = TransportResponse(response.status, headers, body)
+                answer = _response((response.status, headers, body))
         except (TimeoutError, aiohttp.ClientError) as exc:
             failure = classify(exc, _NOT_SENT, _SENT)
         except asyncio.CancelledError:
@@ -184,7 +202,8 @@ class AiohttpTransport:
             return answer
         finally:
             if watch is not None:
-                self._deadlines.finish(watch)
+                watch.done = True
+                self._deadlines.drop_finished()
         raise failure  # outside the except block: the aiohttp exception is not chained
 
     async def _send_on_own_timer(

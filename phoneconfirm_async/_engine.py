@@ -37,7 +37,7 @@ from phoneconfirm_async._models import (
     VerifyRequest,
     VerifyResult,
 )
-from phoneconfirm_async._parsers import ParserRegistry
+from phoneconfirm_async._parsers import MAX_BODY_BYTES, ParserRegistry
 from phoneconfirm_async._redact import mask_phone, redact_text
 from phoneconfirm_async._retry import (
     RetryBudget,
@@ -228,7 +228,10 @@ class _Attempt:
             left = deadline - now
             if bound is None or left < bound:
                 bound = max(left, 0.0)
-            request = TransportRequest(self.url, settings.timeout, bound)
+            # tuple.__new__: the named tuple's __new__ is a Python function (once per attempt)
+            request = tuple.__new__(
+                TransportRequest, (self.url, settings.timeout, bound, MAX_BODY_BYTES, "GET")
+            )
             try:
                 response = await engine.transport.send(request)
             except TransportError as failure:
