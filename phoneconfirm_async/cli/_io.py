@@ -80,10 +80,16 @@ def _csv_rows(
 ) -> Iterator[dict[str, Any]]:
     """Each data row as a dict of the header's names (values stripped; blank lines skipped;
     a short row lacks its last columns, cells past the header are dropped)."""
+    strip = str.strip
+    named = all(names)  # the usual header: every column named, so no column is skipped
     with handle:
         try:
             for values in reader:
-                if values:
+                if not values:
+                    continue
+                if named:
+                    yield dict(zip(names, map(strip, values), strict=False))
+                else:
                     pairs = zip(names, values, strict=False)
                     yield {name: value.strip() for name, value in pairs if name}
         except (csv.Error, UnicodeDecodeError) as exc:
