@@ -6,7 +6,8 @@ The emulator runs in its own process. Throughput is rows per second of ``place_m
 against a hand-written loop a user would otherwise write, rounds interleaved:
 
 - ``transport="httpx"`` vs ``httpx.AsyncClient`` + semaphore + ``gather`` (target >= 1.0x);
-- ``transport="auto"`` (aiohttp on asyncio) vs a raw ``aiohttp`` loop (target >= 0.7x);
+- ``transport="auto"`` (aiohttp on asyncio) vs a raw ``aiohttp`` loop (target >= 0.9x, SPEC
+  section 9; the first release's was 0.7x);
 - ``rate_limit=50``: the arrival rate on the emulator's call log (target within 5%);
 - a long generated input: RSS sampled as rows complete, growth after warm-up (<= +50 MB).
 """
@@ -210,7 +211,7 @@ def run(quick: bool, only: tuple[str, ...] = BENCHES) -> list[Result]:
                     aiohttp_loop,
                     count * 2,
                     rounds,
-                    0.7,
+                    0.9,
                 )
             )
         if "rate" in only:

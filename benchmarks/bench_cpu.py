@@ -4,7 +4,8 @@
 
 Sequential calls against an out-of-process emulator; the figure is this process's CPU time
 (``time.process_time``) per call, so the emulator's work and the network wait do not count.
-Baseline: ``aiohttp.ClientSession.get`` + ``json.loads`` on the same emulator. Target <= 1.3x.
+Baseline: ``aiohttp.ClientSession.get`` + ``json.loads`` on the same emulator. Target <= 1.10x
+(SPEC section 9; the first release's was 1.3x).
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from benchmarks._common import (
 )
 from phoneconfirm_async import PhoneConfirmClient
 
-TARGET = 1.3
+TARGET = 1.10
 
 
 async def measure(base_url: str, rounds: int, calls: int) -> Result:

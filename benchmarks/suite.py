@@ -12,6 +12,7 @@ from collections.abc import Callable
 
 from benchmarks import (
     bench_batch,
+    bench_cli,
     bench_cpu,
     bench_overhead,
     bench_parser,
@@ -26,6 +27,7 @@ SUITE: tuple[tuple[str, Callable[[bool], list[Result]]], ...] = (
     ("cpu", bench_cpu.run),
     ("parser", bench_parser.run),
     ("batch", bench_batch.run),
+    ("cli", bench_cli.run),
     ("scheduler", bench_scheduler.run),
     ("stores", bench_stores.run),
 )

@@ -247,12 +247,14 @@ def test_bench_quick_runs_and_prints_every_row(tmp_path: Path) -> None:
     )
     assert done.returncode in (0, 1), done.stderr  # 1: a target missed on a loaded machine
     names = [r["name"] for r in json.loads(out.read_text())["results"]]
-    assert len(names) == 14
+    assert len(names) == 21
     for fragment in (
         "overhead",
         "CPU per place_call",
         "JSON",
-        "XML",
+        "strings as text/html (json)",
+        "XML verifycode",
+        "batch place CLI",
         "httpx+gather",
         "raw aiohttp",
         "rate_limit=50",
