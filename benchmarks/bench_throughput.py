@@ -70,7 +70,7 @@ def chart(levels: tuple[int, ...], figures: dict[str, list[float]], path: str) -
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(7, 4.2), dpi=120)
+    fig, ax = plt.subplots(figsize=(9.5, 4.2), dpi=120)
     for name, values in figures.items():
         ax.plot(levels, values, marker="o", label=name)
     ax.set_xscale("log")
@@ -79,7 +79,7 @@ def chart(levels: tuple[int, ...], figures: dict[str, list[float]], path: str) -
     ax.set_ylabel("rows per second")
     ax.set_title(f"place_many throughput, emulator on loopback, {os.cpu_count()} cores")
     ax.grid(True, alpha=0.3)
-    ax.legend()
+    ax.legend(loc="center left", bbox_to_anchor=(1.01, 0.5), fontsize="small")
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
