@@ -2,7 +2,7 @@
 
     python -m benchmarks.suite [--quick] [--json FILE]
 
-``--quick`` runs a small version of each benchmark (under a minute on 2 cores); the full
+``--quick`` runs a small version of each benchmark (about three minutes on 2 cores); the full
 run also sweeps concurrency for the README chart (``benchmarks.bench_throughput``).
 """
 
