@@ -154,13 +154,13 @@ def measure(count: int, rounds: int) -> list[Result]:
 
 
 def run(quick: bool, count: int | None = None, rounds: int | None = None) -> list[Result]:
-    default_count, default_rounds = (4_000, 3) if quick else (20_000, 5)
+    default_count, default_rounds = (8_000, 3) if quick else (20_000, 5)
     return measure(count or default_count, rounds or default_rounds)
 
 
 def main() -> None:
     p = parser(__doc__ or "")
-    p.add_argument("--rows", type=int, help="input rows per run (default 20,000; quick 4,000)")
+    p.add_argument("--rows", type=int, help="input rows per run (default 20,000; quick 8,000)")
     p.add_argument("--rounds", type=int, help="interleaved rounds (default 5; quick 3)")
     args = p.parse_args()
     report(run(args.quick, args.rows, args.rounds), args.json)
