@@ -250,7 +250,7 @@ class _Reader:
         return self.rows is not None and self.journal is None
 
     async def next(self) -> tuple[int, Any, Record | None] | None:
-        if self.rows is not None and self.journal is None:
+        if self.plain:
             return self.take()
         try:
             self.lock.acquire_nowait()  # uncontended for a sync input: no task switch

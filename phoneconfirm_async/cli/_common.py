@@ -6,7 +6,6 @@ from __future__ import annotations
 import contextlib
 import gc
 import importlib.util
-import json
 import os
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
@@ -22,6 +21,7 @@ from phoneconfirm_async import (
     SessionStore,
     store_from_url,
 )
+from phoneconfirm_async.cli._io import dumps_row
 
 T = TypeVar("T")
 
@@ -173,7 +173,7 @@ def interrupt_exits() -> Iterator[None]:
 
 
 def print_row(row: dict[str, Any]) -> None:
-    click.echo(json.dumps(row, ensure_ascii=False))
+    click.echo(dumps_row(row))
 
 
 def exit_with_row(run: Callable[[], Awaitable[dict[str, Any]]], success: str) -> NoReturn:

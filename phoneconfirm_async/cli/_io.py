@@ -183,13 +183,14 @@ def _orjson_dumps(row: Mapping[str, Any]) -> str:
     return orjson.dumps(row).decode()
 
 
+#: One output row as one line of JSON (orjson when it is installed: the same JSON, compact).
+dumps_row = _stdlib_dumps
 try:
     import orjson
 except ImportError:  # the speedups extra is not installed
-    dumps_row = _stdlib_dumps
+    pass
 else:
     dumps_row = _orjson_dumps
-#: One output row as one line of JSON (orjson when it is installed: the same JSON, compact).
 
 
 def error_field(exc: PhoneConfirmError | None) -> dict[str, str] | None:
