@@ -501,7 +501,10 @@ class ConfirmationScheduler(anyio.AsyncContextManagerMixin):
         """Place one claimed call and write down its answer (or its unknown outcome)."""
         store = self.store
         request = record.request
-        assert request is not None
+        if request is None:  # cancelled after the claim, before this task ran: not sent
+            del self._in_flight[record.id]
+            self._slot_freed()
+            return
         result: PlaceCallResult | None = None
         error: PhoneConfirmError | None = None
         try:

@@ -302,6 +302,19 @@ async def test_cancel(scheduler: ConfirmationScheduler, service: FakeService) ->
     assert await session.wait() is SessionState.CANCELLED
 
 
+async def test_cancel_right_after_schedule(
+    scheduler: ConfirmationScheduler, service: FakeService
+) -> None:
+    """Cancelled between the driver's claim and the start of its call task: nothing is
+    sent, and the scheduler goes on (it used to fail its task group on the erased phone)."""
+    session = await scheduler.schedule("5555550123", country_code="1", code="4821")
+    await session.cancel()
+    later = await scheduler.schedule("5555550124", country_code="1", code="4821")
+    assert await later.wait_called()
+    assert session.state is SessionState.CANCELLED
+    assert [params["phone"] for _, params in service.calls] == ["5555550124"]
+
+
 async def test_verify_before_any_call(scheduler: ConfirmationScheduler) -> None:
     """Verifying a session that has not called yet is a clear ValidationError."""
     session = await scheduler.schedule(
