@@ -13,7 +13,7 @@ import contextlib
 import os
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any, Generic, Self, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, Self, TypeVar
 
 import anyio
 import anyio.lowlevel
@@ -36,6 +36,9 @@ from phoneconfirm_async._models import (
     VerifyRequest,
     VerifyResult,
 )
+
+if TYPE_CHECKING:
+    from phoneconfirm_async._telemetry import Telemetry
 
 RequestT = TypeVar("RequestT", PlaceCallRequest, VerifyRequest)
 ResultT = TypeVar("ResultT", PlaceCallResult, VerifyResult)
@@ -89,6 +92,10 @@ class _Batch(Generic[RequestT, ResultT]):
         self.resend_unknown = resend_unknown
         self.journal: Journal | None = None
         self.error: BaseException | None = None
+        #: Items emitted: answered (a result), failed (an error), replayed from the journal.
+        self.answered = 0
+        self.failed = 0
+        self.replayed = 0
 
     # -- per kind ---------------------------------------------------------------------------
     def _request(self, row: Any) -> RequestT:
@@ -119,6 +126,31 @@ class _Batch(Generic[RequestT, ResultT]):
     # -- the run ----------------------------------------------------------------------------
     async def run(self, send: MemoryObjectSendStream[BatchItem[RequestT, ResultT]]) -> None:
         """Produce every item into ``send``; keep a failure for the consumer to raise."""
+        telemetry: Telemetry | None = getattr(self.engine, "telemetry", None)
+        if telemetry is None:
+            await self._run(send)
+            return
+        # One span for the batch, its requests' spans its children; row counts at the end.
+        with telemetry.batch(
+            self.operation, self.concurrency, self.journal_path is not None
+        ) as span:
+            try:
+                await self._run(send)
+            finally:
+                span.set_attributes(
+                    {
+                        "phoneconfirm.batch.rows": self.answered + self.failed,
+                        "phoneconfirm.batch.rows_answered": self.answered,
+                        "phoneconfirm.batch.rows_failed": self.failed,
+                        "phoneconfirm.batch.rows_from_journal": self.replayed,
+                    }
+                )
+            if self.error is not None:
+                from phoneconfirm_async._telemetry import fail_span
+
+                fail_span(span, self.error)
+
+    async def _run(self, send: MemoryObjectSendStream[BatchItem[RequestT, ResultT]]) -> None:
         try:
             async with send:
                 if self.journal_path is not None:
@@ -168,6 +200,12 @@ class _Batch(Generic[RequestT, ResultT]):
                         item = BatchItem(index, request, result, None)
                 else:
                     item = await self._process(index, request, record)
+            if item.error is None:
+                self.answered += 1
+            else:
+                self.failed += 1
+            if item.from_journal:
+                self.replayed += 1
             try:
                 send.send_nowait(item)  # room in the channel: the common case, no task switch
             except anyio.WouldBlock:

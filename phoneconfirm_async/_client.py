@@ -37,6 +37,10 @@ from phoneconfirm_async._transport import BoundedTransport, Transport
 
 if TYPE_CHECKING:
     import httpx  # imported when the httpx transport is used: it takes 120 ms to import
+    from opentelemetry.metrics import MeterProvider
+    from opentelemetry.trace import TracerProvider
+
+    from phoneconfirm_async._telemetry import Telemetry
 
 DEFAULT_BASE_URL: Final = "https://www.xverify.com/services"
 DEFAULT_ATTEMPT_TIMEOUT: Final = 30.0
@@ -86,6 +90,12 @@ class PhoneConfirmClient(anyio.AsyncContextManagerMixin):
             (used as given, never closed by the client).
         http_client: your own ``httpx.AsyncClient`` (not closed by this client).
         parsers: a :class:`ParserRegistry`; default ``ParserRegistry.default()``.
+        telemetry: OpenTelemetry traces and metrics: True on (needs the ``otel`` extra),
+            False off, None (default) on exactly when ``opentelemetry-api`` is installed.
+            Without an SDK configured the API records nothing, at a cost of microseconds.
+        tracer_provider: the ``TracerProvider`` spans go to; default OpenTelemetry's
+            global one (looked up at each span, so one set later is used).
+        meter_provider: the ``MeterProvider`` of the metrics; default the global one.
 
     Raises:
         ConfigurationError: a setting is missing or invalid (it names the argument or the
@@ -119,6 +129,9 @@ class PhoneConfirmClient(anyio.AsyncContextManagerMixin):
         transport: TransportName | Transport = "auto",
         http_client: httpx.AsyncClient | None = None,
         parsers: ParserRegistry | None = None,
+        telemetry: bool | None = None,
+        tracer_provider: TracerProvider | None = None,
+        meter_provider: MeterProvider | None = None,
     ) -> None:
         key = self._setting(api_key, "api_key")
         if not key:
@@ -169,6 +182,9 @@ class PhoneConfirmClient(anyio.AsyncContextManagerMixin):
             rate_limit=rate_limit,
             parsers=self.parsers,
         )
+        self._telemetry = _open_telemetry(
+            telemetry, tracer_provider, meter_provider, urlsplit(self.base_url).hostname or ""
+        )
         self._state = _State.UNOPENED
         self._engine: Engine | None = None
         self._tasks: TaskGroup | None = None
@@ -191,6 +207,12 @@ class PhoneConfirmClient(anyio.AsyncContextManagerMixin):
         )
 
     @property
+    def telemetry(self) -> Telemetry | None:
+        """The OpenTelemetry tracer and instruments this client, its schedulers and its
+        batches report through; None when telemetry is off."""
+        return self._telemetry
+
+    @property
     def transport(self) -> str:
         """The transport's name: ``"httpx"`` or ``"aiohttp"`` once open (``"auto"`` before),
         or the ``name`` (else the class name) of a transport object."""
@@ -202,7 +224,12 @@ class PhoneConfirmClient(anyio.AsyncContextManagerMixin):
         if self._state is not _State.UNOPENED:
             raise RuntimeError("a PhoneConfirmClient can be opened only once; create a new one")
         transport, self._owned = self._open_transport()
-        self._engine = Engine(self._settings, transport)
+        self._engine = Engine(
+            self._settings,
+            transport,
+            telemetry=self._telemetry,
+            transport_name=self._transport_name,
+        )
         self._state = _State.OPEN
         try:
             # Batches run here: leaving the block cancels the ones still running.
@@ -470,6 +497,36 @@ def _check_transport(
     if http_client is not None:
         raise ConfigurationError("give either a transport object or http_client, not both")
     return transport
+
+
+def _open_telemetry(
+    enabled: bool | None,
+    tracer_provider: TracerProvider | None,
+    meter_provider: MeterProvider | None,
+    server_address: str,
+) -> Telemetry | None:
+    """The client's telemetry, or None when it is off (or the API is not installed)."""
+    providers = tracer_provider is not None or meter_provider is not None
+    if enabled not in (None, True, False):
+        raise ConfigurationError("telemetry must be True, False or None")
+    if enabled is False:
+        if providers:
+            raise ConfigurationError("tracer_provider/meter_provider given with telemetry=False")
+        return None
+    try:
+        from phoneconfirm_async._telemetry import Telemetry
+    except ImportError:
+        if enabled or providers:
+            raise ConfigurationError(
+                "telemetry needs the otel extra (opentelemetry-api): "
+                "pip install 'phoneconfirm-async[otel]'"
+            ) from None
+        return None
+    return Telemetry(
+        tracer_provider=tracer_provider,
+        meter_provider=meter_provider,
+        server_address=server_address,
+    )
 
 
 def _seconds_or_none(name: str, value: float | None) -> float | None:

@@ -13,7 +13,7 @@ import logging
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import quote
 
 import anyio
@@ -51,6 +51,9 @@ from phoneconfirm_async._transport import (
     TransportResponse,
     exception_summary,
 )
+
+if TYPE_CHECKING:
+    from phoneconfirm_async._telemetry import RequestObservation, Telemetry
 
 logger = logging.getLogger("phoneconfirm_async")
 
@@ -95,11 +98,21 @@ class EngineSettings:
 class Engine:
     """Runs the service's two operations over one transport, for one client.
 
-    Made inside the client's event loop, whose clock it keeps.
+    Made inside the client's event loop, whose clock it keeps. ``telemetry`` (None: off)
+    observes each request; ``transport_name`` is what its spans call the transport.
     """
 
-    def __init__(self, settings: EngineSettings, transport: Transport) -> None:
+    def __init__(
+        self,
+        settings: EngineSettings,
+        transport: Transport,
+        *,
+        telemetry: Telemetry | None = None,
+        transport_name: str = "",
+    ) -> None:
         self.clock = running_clock()
+        self.telemetry = telemetry
+        self.transport_name = transport_name
         self.settings = settings
         self.transport = transport
         self.retry = settings.retry
@@ -139,8 +152,17 @@ class Engine:
         if scheduling:
             query += "&" + _encode(scheduling)
         url = self._placecall_url + query + self._place_tail
-        fields = await self._run("placecall", url, request.code, retry)
-        result: PlaceCallResult = PlaceCallResult.from_fields(fields)
+        attempt = _Attempt(self, url, request.code, unsafe=True)
+        result: PlaceCallResult
+        telemetry = self.telemetry
+        if telemetry is None or not telemetry.live():
+            result = PlaceCallResult.from_fields(await self._run("placecall", attempt, retry))
+        else:
+            seen = telemetry.request("placecall", self.transport_name, self.clock)
+            seen.attempt = attempt
+            with seen:
+                fields = await self._run("placecall", attempt, retry, seen)
+                result = seen.result = PlaceCallResult.from_fields(fields)
         if logger.isEnabledFor(logging.DEBUG):
             logger.debug(
                 "placecall phone=%s status=%s transaction=%s",
@@ -158,8 +180,17 @@ class Engine:
             f"transaction_number={quote(request.transaction_number, safe='')}&code={request.code}"
         )
         url = self._verifycode_url + query + self._verify_tail
-        fields = await self._run("verifycode", url, request.code, retry)
-        result: VerifyResult = VerifyResult.from_fields(fields)
+        attempt = _Attempt(self, url, request.code, unsafe=False)
+        result: VerifyResult
+        telemetry = self.telemetry
+        if telemetry is None or not telemetry.live():
+            result = VerifyResult.from_fields(await self._run("verifycode", attempt, retry))
+        else:
+            seen = telemetry.request("verifycode", self.transport_name, self.clock)
+            seen.attempt = attempt
+            with seen:
+                fields = await self._run("verifycode", attempt, retry, seen)
+                result = seen.result = VerifyResult.from_fields(fields)
         if logger.isEnabledFor(logging.DEBUG):
             logger.debug(
                 "verifycode transaction=%s status=%s", result.transaction_number, result.status
@@ -168,11 +199,14 @@ class Engine:
 
     # -- one request, attempted once or more -------------------------------------------------
     async def _run(
-        self, operation: Operation, url: str, code: str, retry: RetryPolicy | None
+        self,
+        operation: Operation,
+        attempt: _Attempt,
+        retry: RetryPolicy | None,
+        seen: RequestObservation | None = None,
     ) -> dict[str, Any]:
         if self.closed:
             raise RuntimeError("this PhoneConfirmClient is closed; create a new one")
-        attempt = _Attempt(self, url, code, unsafe=operation == "placecall")
         policy = retry if retry is not None else self.retry
         started = self.clock()
         deadline = started + policy.deadline
@@ -183,7 +217,14 @@ class Engine:
                 result = await attempt(deadline, started)
             except PhoneConfirmError as exc:
                 return await retry_after_failure(
-                    operation, attempt, policy, self.budget, deadline, exc, self.clock
+                    operation,
+                    attempt,
+                    policy,
+                    self.budget,
+                    deadline,
+                    exc,
+                    self.clock,
+                    None if seen is None else seen.retried,
                 )
             self.budget.refund()
             return result
@@ -199,18 +240,26 @@ class Engine:
 
 
 class _Attempt:
-    """One request, as the retry loop attempts it: limits, the transport, the answer."""
+    """One request, as the retry loop attempts it: limits, the transport, the answer.
 
-    __slots__ = ("code", "engine", "unsafe", "url")
+    ``count`` is the attempts made so far and ``status`` the last one's HTTP status (0 when
+    it got no answer), for telemetry.
+    """
+
+    __slots__ = ("code", "count", "engine", "status", "unsafe", "url")
 
     def __init__(self, engine: Engine, url: str, code: str, *, unsafe: bool) -> None:
         self.engine = engine
         self.url = url
         self.code = code
         self.unsafe = unsafe
+        self.count = 0
+        self.status = 0
 
     async def __call__(self, deadline: float, now: float) -> dict[str, Any]:
         engine = self.engine
+        self.count += 1
+        self.status = 0
         slots = engine.slots
         try:
             slots.acquire_nowait()  # the request itself is the checkpoint: no task switch
@@ -253,7 +302,7 @@ class _Attempt:
 
     def interpret(self, response: TransportResponse) -> dict[str, Any]:
         """The answer's fields, or the exception it stands for."""
-        status = response.status
+        status = self.status = response.status
         headers = response.headers
         if status == 429:
             retry_after = parse_retry_after(headers.get("retry-after"), time.time())

@@ -133,6 +133,7 @@ async def retry_after_failure(
     deadline: float,
     failure: PhoneConfirmError,
     clock: Callable[[], float] = anyio.current_time,
+    observe: Callable[[int, float, BaseException], None] | None = None,
 ) -> T:
     """Go on after a first attempt failed with ``failure``: retry ``attempt`` until it
     succeeds or the policy, the deadline or the budget says stop; else raise.
@@ -141,7 +142,8 @@ async def retry_after_failure(
     once (nearly all of them) pays nothing for the retry machinery. ``attempt(deadline,
     now)`` receives the deadline, which also bounds an attempt in flight, and the time the
     loop read just before calling it (on ``clock``, anyio's clock or the running loop's
-    own). The last real exception is raised, never a wrapper.
+    own). The last real exception is raised, never a wrapper. ``observe(attempt, wait,
+    error)`` is told of each retry before its wait, after ``policy.on_retry`` (telemetry).
     """
     if policy.max_attempts == 1 or not is_retryable(failure, policy):
         raise failure
@@ -173,15 +175,18 @@ async def retry_after_failure(
     )
 
     def before_sleep(state: RetryCallState) -> None:
+        error = _error_of(state)
         if policy.on_retry is not None:
             policy.on_retry(
                 RetryEvent(
                     operation=operation,
                     attempt=state.attempt_number,
                     wait=state.upcoming_sleep,
-                    error_type=type(_error_of(state)).__name__,
+                    error_type=type(error).__name__,
                 )
             )
+        if observe is not None:
+            observe(state.attempt_number, state.upcoming_sleep, error)
 
     retrying = AsyncRetrying(
         sleep=anyio.sleep,

@@ -19,7 +19,7 @@ import time
 import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import datetime, timedelta
-from typing import Final, Self, TypeVar
+from typing import TYPE_CHECKING, Any, Final, Self, TypeVar
 
 import anyio
 import anyio.lowlevel
@@ -50,6 +50,11 @@ from phoneconfirm_async._store import (
     SessionState,
     SessionStore,
 )
+
+if TYPE_CHECKING:
+    from opentelemetry.trace import Span
+
+    from phoneconfirm_async._telemetry import Telemetry
 
 logger = logging.getLogger("phoneconfirm_async")
 
@@ -154,17 +159,19 @@ class ConfirmationSession:
         """
         code = _validation.code(code)
         scheduler = self._scheduler
-        await scheduler._refresh(self)
-        request = VerifyRequest(_latest_transaction(self._record.attempts), code)
-        result = await scheduler.client.verify(request)
-        if result.verified and self._record.state is not SessionState.VERIFIED:
-            await scheduler._end(self, SessionState.VERIFIED)
+        with scheduler._traced("verify", self.id):
+            await scheduler._refresh(self)
+            request = VerifyRequest(_latest_transaction(self._record.attempts), code)
+            result = await scheduler.client.verify(request)
+            if result.verified and self._record.state is not SessionState.VERIFIED:
+                await scheduler._end(self, SessionState.VERIFIED)
         return result
 
     async def cancel(self) -> None:
         """Stop the session in every process: no more calls; one in flight here is cancelled
         (one in flight in another process may still ring)."""
-        await self._scheduler._end(self, SessionState.CANCELLED)
+        with self._scheduler._traced("cancel", self.id):
+            await self._scheduler._end(self, SessionState.CANCELLED)
         await anyio.lowlevel.checkpoint()
 
     async def wait(self) -> SessionState:
@@ -182,6 +189,30 @@ class ConfirmationSession:
     async def refresh(self) -> None:
         """Read the session again from a durable store (no-op for the memory store)."""
         await self._scheduler._refresh(self)
+
+
+def _telemetry_state(span: Span | None, record: SessionRecord) -> None:
+    """A state-change event on ``span`` (None: the current span)."""
+    from opentelemetry import trace  # only called with telemetry on: the API is installed
+
+    from phoneconfirm_async._telemetry import session_state
+
+    session_state(span if span is not None else trace.get_current_span(), record)
+
+
+def _telemetry_call(
+    span: Span, result: PlaceCallResult | None, error: PhoneConfirmError | None
+) -> None:
+    """What a session's call came to, on its span: placed, invalid, unknown or failed."""
+    from phoneconfirm_async._telemetry import CALL_OUTCOME, fail_span
+
+    if error is not None:
+        span.set_attribute(CALL_OUTCOME, "error")
+        fail_span(span, error)
+    elif result is None:
+        span.set_attribute(CALL_OUTCOME, "unknown")
+    else:
+        span.set_attribute(CALL_OUTCOME, "placed" if result.placed else "invalid")
 
 
 def _latest_transaction(attempts: tuple[PlaceCallResult, ...]) -> str:
@@ -206,7 +237,7 @@ class ConfirmationScheduler(anyio.AsyncContextManagerMixin):
 
     Args:
         client: an open :class:`PhoneConfirmClient` (any object with its ``place`` and
-            ``verify`` methods will do).
+            ``verify`` methods will do); its ``telemetry``, when on, traces the sessions.
         store: where sessions live (default: a new :class:`MemoryStore`).
         retry: the policy for each placement (transient failures are retried inside an
             attempt and do not consume redials); default: the client's.
@@ -248,6 +279,7 @@ class ConfirmationScheduler(anyio.AsyncContextManagerMixin):
         if not isinstance(concurrency, int) or concurrency < 1:
             raise ValueError("concurrency must be a whole number >= 1")
         self.client = client
+        self.telemetry: Telemetry | None = getattr(client, "telemetry", None)
         self.store = store
         self.retry = retry
         self.retain = retain
@@ -265,6 +297,9 @@ class ConfirmationScheduler(anyio.AsyncContextManagerMixin):
         self._tasks: TaskGroup | None = None
         self._open = False
         self._entered = False
+        #: Sessions added here and not seen final here (exact for a memory store, whose
+        #: pending sessions are cancelled when the block ends).
+        self._pending_here = 0
 
     def __len__(self) -> int:
         """Sessions held by a memory store: pending ones and finished ones still retained.
@@ -305,6 +340,11 @@ class ConfirmationScheduler(anyio.AsyncContextManagerMixin):
             for event in self._events.values():
                 event.set()  # waiters see the final state (memory) or a closed scheduler
             self._events.clear()
+            if self.telemetry is not None and not self.store.durable and self._pending_here:
+                self.telemetry.session_finished(
+                    SessionState.CANCELLED, self.store, self._pending_here
+                )
+                self._pending_here = 0
 
     # -- public -----------------------------------------------------------------------------
     async def schedule(
@@ -350,7 +390,13 @@ class ConfirmationScheduler(anyio.AsyncContextManagerMixin):
             state=SessionState.SCHEDULED,
             due=self.store.now() + max(delay, 0.0),
         )
-        await self.store.add(record)
+        with self._traced("schedule", record.id) as span:
+            await self.store.add(record)
+            if span is not None:
+                _telemetry_state(span, record)
+        self._pending_here += 1
+        if self.telemetry is not None:
+            self.telemetry.session_added(self.store)
         session = self._hold(record)
         await anyio.lowlevel.checkpoint()
         return session
@@ -379,10 +425,12 @@ class ConfirmationScheduler(anyio.AsyncContextManagerMixin):
     async def _end(self, session: ConfirmationSession, state: SessionState) -> None:
         """VERIFIED or CANCELLED, if the session's state allows; then read it again."""
         self._require_open()
+        before = session.state  # a memory store's record changes in place: read it first
         updated = await self.store.finish(session.id, state, self.store.now())
         if updated is None:
             await self._refresh(session)
             return
+        self._ended(updated, was_final=before.is_final)
         if state is SessionState.CANCELLED:
             held = self._in_flight.get(session.id)
             if held is not None:
@@ -418,6 +466,29 @@ class ConfirmationScheduler(anyio.AsyncContextManagerMixin):
         return session._record
 
     # -- bookkeeping ------------------------------------------------------------------------
+    def _traced(
+        self, name: str, session_id: str, **attributes: Any
+    ) -> contextlib.AbstractContextManager[Span | None]:
+        """A span for a session operation, current in the block (a no-op without
+        telemetry); ``with`` gives the span, or None."""
+        if self.telemetry is None:
+            return contextlib.nullcontext(None)
+        return self.telemetry.session_operation(name, session_id, self.store, **attributes)
+
+    def _ended(self, record: SessionRecord, *, was_final: bool, event: bool = True) -> None:
+        """``record`` reached a final state here: count it; ``event``: tell the current
+        span (a session operation's or a call's)."""
+        if not was_final:
+            self._pending_here -= 1
+        telemetry = self.telemetry
+        if telemetry is not None:
+            if not was_final:
+                telemetry.session_finished(record.state, self.store)
+            elif record.state is SessionState.VERIFIED:  # EXHAUSTED, then verified late
+                telemetry.late_verification(self.store)
+            if event:
+                _telemetry_state(None, record)
+
     def _require_open(self) -> None:
         if not self._open:
             raise RuntimeError("the scheduler is not open: use 'async with client.scheduler()'")
@@ -475,6 +546,10 @@ class ConfirmationScheduler(anyio.AsyncContextManagerMixin):
                     failures = 0
                     for record in claimed.changed:
                         self._updated(record)
+                        if record.state.is_final:
+                            self._ended(record, was_final=False, event=False)
+                    if claimed.changed and self.telemetry is not None:
+                        self.telemetry.settled(claimed.changed, store)
                     for record in claimed.calls:
                         scope = anyio.CancelScope()
                         in_flight[record.id] = (scope, record)
@@ -499,6 +574,23 @@ class ConfirmationScheduler(anyio.AsyncContextManagerMixin):
 
     async def _call(self, record: SessionRecord, scope: anyio.CancelScope) -> None:
         """Place one claimed call and write down its answer (or its unknown outcome)."""
+        if self.telemetry is None:
+            await self._place_claimed(record, scope, None)
+            return
+        with self._traced(
+            "call",
+            record.id,
+            **{
+                "phoneconfirm.session.call": record.calls_made,
+                "phoneconfirm.session.calls_allowed": record.calls_allowed,
+            },
+        ) as span:
+            _telemetry_state(span, record)
+            await self._place_claimed(record, scope, span)
+
+    async def _place_claimed(
+        self, record: SessionRecord, scope: anyio.CancelScope, span: Span | None
+    ) -> None:
         store = self.store
         request = record.request
         if request is None:  # cancelled after the claim, before this task ran: not sent
@@ -525,6 +617,8 @@ class ConfirmationScheduler(anyio.AsyncContextManagerMixin):
         self._slot_freed()
         if scope.cancelled_caught:
             return  # the session was cancelled: it is CANCELLED already
+        if span is not None:
+            _telemetry_call(span, result, error)
         if error is not None:
             failed = error
             updated = await self._write(
@@ -548,6 +642,10 @@ class ConfirmationScheduler(anyio.AsyncContextManagerMixin):
                 )
             updated = await self._write(lambda: store.record_call(record, result, store.now()))
         if updated is not None:
+            if updated.state.is_final:
+                self._ended(updated, was_final=False)
+            elif span is not None:
+                _telemetry_state(span, updated)
             self._updated(updated)
         elif store.durable:
             held = self._held.get(record.id)
