@@ -31,6 +31,7 @@ from phoneconfirm_async.cli._io import (
     place_row,
     verify_row,
 )
+from phoneconfirm_async.cli._otel import otel_option, telemetry_options
 
 
 @click.group()
@@ -53,7 +54,7 @@ def _batch_options(func: Callable[..., Any]) -> Callable[..., Any]:
     ]
     for option in options:
         func = option(func)
-    return credential_options(func)
+    return otel_option(credential_options(func))
 
 
 @batch.command("place")
@@ -78,6 +79,11 @@ def batch_verify(**kw: Any) -> None:
 
 
 def _run_batch(operation: str, kw: dict[str, Any]) -> None:
+    with telemetry_options(kw.pop("otel")) as telemetry:
+        _run_batch_with(operation, kw, telemetry)
+
+
+def _run_batch_with(operation: str, kw: dict[str, Any], telemetry: dict[str, Any]) -> None:
     credentials = credentials_from(kw)
     place = operation == "placecall"
     input_path: Path = kw["input_path"]
@@ -100,7 +106,11 @@ def _run_batch(operation: str, kw: dict[str, Any]) -> None:
             yield row
 
     async def run() -> None:
-        options: dict[str, Any] = {"max_concurrency": kw["concurrency"], "rate_limit": kw["rate"]}
+        options: dict[str, Any] = {
+            "max_concurrency": kw["concurrency"],
+            "rate_limit": kw["rate"],
+            **telemetry,
+        }
         async with open_client(credentials, **options) as client, anyio.create_task_group() as tg:
             tg.start_soon(writer.flush_in_bursts)
             if place:

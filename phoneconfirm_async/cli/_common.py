@@ -90,7 +90,12 @@ def credentials_from(kwargs: dict[str, Any]) -> Credentials:
 async def open_client(
     credentials: Credentials, **options: Any
 ) -> AsyncIterator[PhoneConfirmClient]:
-    """A client on the given service, or on a built-in emulator when none was named."""
+    """A client on the given service, or on a built-in emulator when none was named.
+
+    Telemetry is off unless ``options`` say otherwise (``--otel``): a command has no SDK
+    of its own to record it.
+    """
+    options.setdefault("telemetry", False)
     async with contextlib.AsyncExitStack() as stack:
         if credentials.wants_emulator:
             from phoneconfirm_async.emulator import DEFAULT_API_KEY, DEFAULT_DOMAIN, run_emulator

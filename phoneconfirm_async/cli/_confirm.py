@@ -28,6 +28,7 @@ from phoneconfirm_async.cli._common import (
     parse_store,
 )
 from phoneconfirm_async.cli._io import error_field
+from phoneconfirm_async.cli._otel import otel_option, telemetry_options
 
 
 def _parse_at(value: str | None) -> datetime | float | None:
@@ -71,6 +72,7 @@ def _parse_at(value: str | None) -> datetime | float | None:
     help="Keep the session in sqlite:///PATH or postgresql://... (default: memory).",
 )
 @credential_options
+@otel_option
 def confirm(
     phone: str,
     country_code: str,
@@ -79,6 +81,7 @@ def confirm(
     redial_interval: float,
     at: str | None,
     store: SessionStore | None,
+    otel: bool,
     **kw: Any,
 ) -> None:
     """Call PHONE (and redial), then ask for the code the person heard until it verifies.
@@ -92,9 +95,9 @@ def confirm(
     when = _parse_at(at)
     spoken = code if code is not None else f"{secrets.randbelow(10**6):06d}"
 
-    async def run() -> dict[str, Any]:
+    async def run(telemetry: dict[str, Any]) -> dict[str, Any]:
         async with (
-            open_client(credentials) as client,
+            open_client(credentials, **telemetry) as client,
             client.scheduler(store=store) as scheduler,
         ):
             try:
@@ -130,7 +133,8 @@ def confirm(
                 "error": error_field(session.error),
             }
 
-    exit_with_row(run, "verified")
+    with telemetry_options(otel) as telemetry:
+        exit_with_row(lambda: run(telemetry), "verified")
 
 
 def _start_stdin_reader() -> MemoryObjectReceiveStream[str]:

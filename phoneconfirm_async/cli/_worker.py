@@ -18,6 +18,7 @@ from phoneconfirm_async.cli._common import (
     parse_store,
     run_async,
 )
+from phoneconfirm_async.cli._otel import otel_option, telemetry_options
 
 
 @click.command()
@@ -30,7 +31,8 @@ from phoneconfirm_async.cli._common import (
     help=f"sqlite:///PATH or postgresql://... (env {STORE_ENV}).",
 )
 @credential_options
-def worker(store: SessionStore, **kw: Any) -> None:
+@otel_option
+def worker(store: SessionStore, otel: bool, **kw: Any) -> None:
     """Place the calls that fall due in a durable session store, until stopped.
 
     Run as many as you like, on one host (SQLite) or several (PostgreSQL): each due call is
@@ -42,13 +44,16 @@ def worker(store: SessionStore, **kw: Any) -> None:
     if not store.durable:
         raise click.BadParameter("a worker needs a durable store", param_hint="--store")
 
-    async def run() -> None:
+    async def run(telemetry: dict[str, Any]) -> None:
         with anyio.open_signal_receiver(signal.SIGTERM) as signals:
-            async with open_client(credentials) as client, client.scheduler(store=store):
+            async with (
+                open_client(credentials, **telemetry) as client,
+                client.scheduler(store=store),
+            ):
                 click.echo(f"phoneconfirm worker: placing the due calls of {store.name}", err=True)
                 async for _ in signals:
                     break
         click.echo("phoneconfirm worker: stopped", err=True)
 
-    with interrupt_exits():
-        run_async(run)
+    with telemetry_options(otel) as telemetry, interrupt_exits():
+        run_async(lambda: run(telemetry))
