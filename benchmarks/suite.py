@@ -2,7 +2,7 @@
 
     python -m benchmarks.suite [--quick] [--json FILE]
 
-``--quick`` runs a small version of each benchmark (about three minutes on 2 cores); the full
+``--quick`` runs a small version of each benchmark (about four minutes on 2 cores); the full
 run also sweeps concurrency for the README chart (``benchmarks.bench_throughput``).
 """
 
@@ -18,6 +18,7 @@ from benchmarks import (
     bench_parser,
     bench_scheduler,
     bench_stores,
+    bench_telemetry,
     bench_throughput,
 )
 from benchmarks._common import Result, parser, report
@@ -25,6 +26,7 @@ from benchmarks._common import Result, parser, report
 SUITE: tuple[tuple[str, Callable[[bool], list[Result]]], ...] = (
     ("overhead", bench_overhead.run),
     ("cpu", bench_cpu.run),
+    ("telemetry", bench_telemetry.run),
     ("parser", bench_parser.run),
     ("batch", bench_batch.run),
     ("cli", bench_cli.run),

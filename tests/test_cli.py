@@ -247,10 +247,12 @@ def test_bench_quick_runs_and_prints_every_row(tmp_path: Path) -> None:
     )
     assert done.returncode in (0, 1), done.stderr  # 1: a target missed on a loaded machine
     names = [r["name"] for r in json.loads(out.read_text())["results"]]
-    assert len(names) == 21
+    assert len(names) == 26
     for fragment in (
         "overhead",
         "CPU per place_call",
+        "telemetry on, no SDK (no-op)",
+        "SDK + in-memory exporter",
         "JSON",
         "strings as text/html (json)",
         "XML verifycode",

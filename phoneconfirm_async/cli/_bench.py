@@ -10,7 +10,7 @@ from phoneconfirm_async.cli._common import EXIT_FAILED, EXIT_OK
 
 
 @click.command()
-@click.option("--quick", is_flag=True, help="A small version of each benchmark (about 3 min).")
+@click.option("--quick", is_flag=True, help="A small version of each benchmark (about 4 min).")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False), help="Also write JSON.")
 def bench(quick: bool, json_path: str | None) -> None:
     """Run the benchmark suite (benchmarks/ of a source checkout) and print its table.
