@@ -148,7 +148,10 @@ class _Batch(Generic[RequestT, ResultT]):
             if self.error is not None:
                 from phoneconfirm_async._telemetry import fail_span
 
+                span.set_attribute("phoneconfirm.outcome", "error")
                 fail_span(span, self.error)
+            else:
+                span.set_attribute("phoneconfirm.outcome", "completed")
 
     async def _run(self, send: MemoryObjectSendStream[BatchItem[RequestT, ResultT]]) -> None:
         try:

@@ -159,19 +159,25 @@ class ConfirmationSession:
         """
         code = _validation.code(code)
         scheduler = self._scheduler
-        with scheduler._traced("verify", self.id):
+        with scheduler._traced("verify", self.id) as span:
             await scheduler._refresh(self)
             request = VerifyRequest(_latest_transaction(self._record.attempts), code)
             result = await scheduler.client.verify(request)
             if result.verified and self._record.state is not SessionState.VERIFIED:
                 await scheduler._end(self, SessionState.VERIFIED)
+            if span is not None:
+                span.set_attribute(
+                    "phoneconfirm.outcome", "verified" if result.verified else "not_verified"
+                )
         return result
 
     async def cancel(self) -> None:
         """Stop the session in every process: no more calls; one in flight here is cancelled
         (one in flight in another process may still ring)."""
-        with self._scheduler._traced("cancel", self.id):
+        with self._scheduler._traced("cancel", self.id) as span:
             await self._scheduler._end(self, SessionState.CANCELLED)
+            if span is not None:  # cancelled, or the final state it already had
+                span.set_attribute("phoneconfirm.outcome", self.state.value)
         await anyio.lowlevel.checkpoint()
 
     async def wait(self) -> SessionState:
@@ -203,16 +209,17 @@ def _telemetry_state(span: Span | None, record: SessionRecord) -> None:
 def _telemetry_call(
     span: Span, result: PlaceCallResult | None, error: PhoneConfirmError | None
 ) -> None:
-    """What a session's call came to, on its span: placed, invalid, unknown or failed."""
-    from phoneconfirm_async._telemetry import CALL_OUTCOME, fail_span
+    """What a session's call came to, on its span's ``phoneconfirm.outcome``: placed,
+    invalid, unknown (it may have gone out) or error."""
+    from phoneconfirm_async._telemetry import OUTCOME, fail_span
 
     if error is not None:
-        span.set_attribute(CALL_OUTCOME, "error")
+        span.set_attribute(OUTCOME, "error")
         fail_span(span, error)
     elif result is None:
-        span.set_attribute(CALL_OUTCOME, "unknown")
+        span.set_attribute(OUTCOME, "unknown")
     else:
-        span.set_attribute(CALL_OUTCOME, "placed" if result.placed else "invalid")
+        span.set_attribute(OUTCOME, "placed" if result.placed else "invalid")
 
 
 def _latest_transaction(attempts: tuple[PlaceCallResult, ...]) -> str:
@@ -393,6 +400,7 @@ class ConfirmationScheduler(anyio.AsyncContextManagerMixin):
         with self._traced("schedule", record.id) as span:
             await self.store.add(record)
             if span is not None:
+                span.set_attribute("phoneconfirm.outcome", "scheduled")
                 _telemetry_state(span, record)
         self._pending_here += 1
         if self.telemetry is not None:

@@ -384,9 +384,14 @@ def leave_span(token: object) -> None:
 
 
 def end_span(span: Span, error: BaseException | None) -> None:
-    """End ``span``, failed when ``error`` is a failure (cancellation is not)."""
-    if error is not None and not _cancelled(error):
-        fail_span(span, error)
+    """End ``span``; when an exception ended it, its outcome is ``error`` (failed, with the
+    exception's type) or ``cancelled`` (cancellation is not a failure)."""
+    if error is not None:
+        if _cancelled(error):
+            span.set_attribute(OUTCOME, "cancelled")
+        else:
+            span.set_attribute(OUTCOME, "error")
+            fail_span(span, error)
     span.end()
 
 

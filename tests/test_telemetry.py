@@ -354,12 +354,14 @@ async def test_sessions_with_two_redials(otel: Otel) -> None:
         assert [attribute(span, "phoneconfirm.session.call") for span in mine] == [1, 2, 3]
         for span in mine:
             assert states(span, session.id) == ["calling", "awaiting_code"]
-            assert dict(span.attributes or {})["phoneconfirm.call.outcome"] == "placed"
+            assert dict(span.attributes or {})["phoneconfirm.outcome"] == "placed"
             assert dict(span.attributes or {})["phoneconfirm.store"] == "memory"
             (child,) = [p for p in places if p.parent and p.parent.span_id == span.context.span_id]
             assert dict(child.attributes or {})["phoneconfirm.outcome"] == "placed"
     verify = otel.span("phoneconfirm.session.verify")
     assert states(verify, answering.id) == ["verified"]
+    assert attribute(verify, "phoneconfirm.outcome") == "verified"
+    assert all(attribute(s, "phoneconfirm.outcome") == "scheduled" for s in schedules)
     assert otel.span("phoneconfirm.verify_code").parent.span_id == verify.context.span_id  # type: ignore[union-attr]
     settle = otel.span("phoneconfirm.scheduler.settle")
     assert states(settle, silent.id) == ["exhausted"]
@@ -423,6 +425,7 @@ async def test_a_batch_with_failing_rows(otel: Otel) -> None:
         "phoneconfirm.batch.rows_answered": 2,
         "phoneconfirm.batch.rows_failed": 2,
         "phoneconfirm.batch.rows_from_journal": 0,
+        "phoneconfirm.outcome": "completed",
     }
     places = otel.spans("phoneconfirm.place_call")
     assert len(places) == 3  # the invalid row was never sent
