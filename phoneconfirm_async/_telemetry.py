@@ -68,9 +68,6 @@ ERROR_TYPE: Final = "error.type"
 HTTP_STATUS: Final = "http.response.status_code"
 SERVER_ADDRESS: Final = "server.address"
 
-#: The calls tally's key of a placement the service took.
-PLACED: Final = ("placed",)
-
 #: Seconds between two looks for global providers while none is set: one set later is
 #: used from at most this long after.
 GLOBAL_LOOK_INTERVAL: Final = 1.0
@@ -527,15 +524,13 @@ class RequestObservation:
             span.set_attributes(attributes)
             end_span(span, error)
         key = (self.operation, outcome)
-        counts = telemetry.requests.counts
-        counts[key] = counts.get(key, 0) + 1
+        telemetry.requests.add(key)
         labels = telemetry.labels.get(key)
         if labels is None:
             labels = telemetry.labels[key] = {OPERATION: self.operation, OUTCOME: outcome}
         telemetry.duration.record(duration, labels)
         if self.operation == "placecall":
             if outcome == "placed":
-                counts = telemetry.calls.counts
-                counts[PLACED] = counts.get(PLACED, 0) + 1
+                telemetry.calls.add(("placed",))
             elif isinstance(error, CallOutcomeUnknownError):
                 telemetry.calls.add(("unknown",))
