@@ -287,7 +287,7 @@ class _Reader:
 
     @property
     def plain(self) -> bool:
-        """A plain iterable without a journal: :meth:`take` reads it, no task switch."""
+        """A plain iterable without a journal: ``take`` reads it, no task switch."""
         return self.rows is not None and self.journal is None
 
     async def next(self) -> tuple[int, Any, Record | None] | None:

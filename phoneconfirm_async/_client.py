@@ -62,7 +62,7 @@ class _State(enum.Enum):
 class PhoneConfirmClient(anyio.AsyncContextManagerMixin):
     """An async client for the Phone Confirm service, on asyncio or trio.
 
-    Use it as an async context manager; one client serves a whole application::
+    Use it as an async context manager; one client serves a whole application:
 
         async with PhoneConfirmClient() as client:
             placed = await client.place_call("5555550123", country_code="1", code="4821")
@@ -80,16 +80,16 @@ class PhoneConfirmClient(anyio.AsyncContextManagerMixin):
             None for no bound. Past it the attempt is a ``TransportError`` with
             ``kind="attempt_timeout"``, counted as sent. The retry policy's ``deadline``
             also bounds an attempt in flight.
-        retry: the default :class:`RetryPolicy` (``RetryPolicy.none()`` turns retries off).
+        retry: the default ``RetryPolicy`` (``RetryPolicy.none()`` turns retries off).
         retry_budget: retries the whole client may burst before successes earn them back
             (None: 100; 0: no retries at all).
         max_concurrency: requests in flight at once, across the whole client.
         rate_limit: request starts per second (token bucket), or None for no limit.
         transport: ``"auto"`` (aiohttp on asyncio when installed, else httpx), ``"httpx"``,
-            ``"aiohttp"`` (asyncio only), or an object implementing :class:`Transport`
+            ``"aiohttp"`` (asyncio only), or an object implementing ``Transport``
             (used as given, never closed by the client).
         http_client: your own ``httpx.AsyncClient`` (not closed by this client).
-        parsers: a :class:`ParserRegistry`; default ``ParserRegistry.default()``.
+        parsers: a ``ParserRegistry``; default ``ParserRegistry.default()``.
         telemetry: OpenTelemetry traces and metrics: True on (needs the ``otel`` extra),
             False off, None (default) on exactly when ``opentelemetry-api`` is installed.
             Without an SDK configured the API records nothing, at a cost of microseconds.
@@ -302,7 +302,7 @@ class PhoneConfirmClient(anyio.AsyncContextManagerMixin):
     ) -> ConfirmationScheduler:
         """A local redial scheduler on this client (use it with ``async with``).
 
-        See :class:`ConfirmationScheduler`: it places calls at ``call_place_time``, redials
+        See ``ConfirmationScheduler``: it places calls at ``call_place_time``, redials
         every ``redial_interval`` until verified or ``1 + redial_count`` calls were placed,
         and never sends redial arguments to the service. ``store`` is where its sessions
         live (default: this process's memory); it holds at most ``max_concurrency`` calls.
@@ -324,10 +324,10 @@ class PhoneConfirmClient(anyio.AsyncContextManagerMixin):
         journal: str | os.PathLike[str] | None = None,
         resend_unknown: bool = False,
     ) -> BatchIterator[PlaceCallRequest, PlaceCallResult]:
-        """Place a call for every row; yield one :class:`BatchItem` per row as it completes.
+        """Place a call for every row; yield one ``BatchItem`` per row as it completes.
 
         Args:
-            rows: a sync or async iterable of :class:`PlaceCallRequest` or mappings with
+            rows: a sync or async iterable of ``PlaceCallRequest`` or mappings with
                 ``phone``, ``country_code`` and ``code``; read lazily (flat memory).
             concurrency: rows in flight at once (default: the client's ``max_concurrency``).
             journal: a SQLite file recording each row; the same input with the same journal
@@ -351,10 +351,10 @@ class PhoneConfirmClient(anyio.AsyncContextManagerMixin):
         concurrency: int | None = None,
         journal: str | os.PathLike[str] | None = None,
     ) -> BatchIterator[VerifyRequest, VerifyResult]:
-        """Verify a code for every pair; yield one :class:`BatchItem` per pair.
+        """Verify a code for every pair; yield one ``BatchItem`` per pair.
 
-        ``pairs`` holds :class:`VerifyRequest` or mappings with ``transaction_number`` and
-        ``code``. Otherwise as :meth:`place_many`; verifications are safe to repeat, so a
+        ``pairs`` holds ``VerifyRequest`` or mappings with ``transaction_number`` and
+        ``code``. Otherwise as ``place_many``; verifications are safe to repeat, so a
         resumed run sends again whatever did not finish.
         """
         return self._batch("verifycode", pairs, concurrency, journal, False)
@@ -398,7 +398,7 @@ class PhoneConfirmClient(anyio.AsyncContextManagerMixin):
 
         Redial arguments given here are passed to the service, which then schedules the
         redials itself (server-side scheduling); for local scheduling use
-        :meth:`scheduler`.
+        ``scheduler``.
 
         Args:
             phone: the number, 4-15 digits (spaces, dashes, dots, parentheses allowed).
@@ -450,13 +450,13 @@ class PhoneConfirmClient(anyio.AsyncContextManagerMixin):
     async def place(
         self, request: PlaceCallRequest, *, retry: RetryPolicy | None = None
     ) -> PlaceCallResult:
-        """:meth:`place_call` for a request built already (validated when it was made)."""
+        """``place_call`` for a request built already (validated when it was made)."""
         return await self._require_open().place(request, retry=retry)
 
     async def verify(
         self, request: VerifyRequest, *, retry: RetryPolicy | None = None
     ) -> VerifyResult:
-        """:meth:`verify_code` for a request built already (validated when it was made)."""
+        """``verify_code`` for a request built already (validated when it was made)."""
         return await self._require_open().verify(request, retry=retry)
 
 

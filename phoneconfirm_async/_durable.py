@@ -25,7 +25,7 @@ from phoneconfirm_async._store import (
     settle_due,
 )
 
-#: The columns of a session row, in the order :func:`row_values` gives them.
+#: The columns of a session row, in the order ``row_values`` gives them.
 COLUMNS: Final = (
     "id",
     "phone",
@@ -45,7 +45,7 @@ _STATES: Final = {state.value: state for state in SessionState}
 
 
 def row_values(record: SessionRecord) -> tuple[Any, ...]:
-    """The record as a row, in :data:`COLUMNS` order."""
+    """The record as a row, in ``COLUMNS`` order."""
     request = record.request
     return (
         record.id,
@@ -73,7 +73,7 @@ def update_values(record: SessionRecord) -> tuple[object, ...]:
 
 
 def record_from_row(row: Mapping[str, Any]) -> SessionRecord:
-    """A record from a row read back (any mapping of :data:`COLUMNS`)."""
+    """A record from a row read back (any mapping of ``COLUMNS``)."""
     phone = row["phone"]
     error = row["error"]
     return SessionRecord(
@@ -135,7 +135,7 @@ def finished(
     error: PhoneConfirmError | None,
     claimed_at: float | None,
 ) -> SessionRecord | None:
-    """The record a :meth:`SessionStore.finish` writes back, or None when the row is gone
+    """The record a ``SessionStore.finish`` writes back, or None when the row is gone
     or its state does not allow ``state``."""
     if row is None:
         return None

@@ -3,7 +3,7 @@
 Everything between a validated request and its result lives here: the query, the
 concurrency and rate limits, the attempt bound, the transport call, what an answer means,
 redaction, and retries with the retry budget. The client is a front that owns settings and
-lifetime; the batch engine and the scheduler depend on :class:`RequestEngine`, a Protocol
+lifetime; the batch engine and the scheduler depend on ``RequestEngine``, a Protocol
 that the engine and the client both satisfy.
 """
 

@@ -1,6 +1,6 @@
 """The exceptions raised by phoneconfirm_async.
 
-The whole tree::
+The whole tree:
 
     PhoneConfirmError
     ├── ConfigurationError          missing/invalid settings
@@ -8,6 +8,7 @@ The whole tree::
     ├── TransportError              network failure (connect, read, protocol)
     ├── CallOutcomeUnknownError     placecall failed after it was sent (.cause)
     ├── ParseError                  body could not be understood
+    ├── StoreError                  a session store failed mid-run (.store)
     └── ApiError (.code, .status_code, .message)
         ├── AuthenticationError       error 2
         ├── DomainNotAuthorizedError  error 3 / HTTP 503 with error body

@@ -60,7 +60,7 @@ class Record:
 class Journal:
     """A journal file for one batch operation (placements or verifications).
 
-    Open it with :meth:`open` and close it with :meth:`aclose`. Rows must be looked up in
+    Open it with ``open`` and close it with ``aclose``. Rows must be looked up in
     increasing index order (as a batch reads its input), which lets the journal stream its
     records in chunks: memory stays flat for any number of rows.
     """

@@ -1,6 +1,6 @@
 """The parser layer: bytes in, one normalized dict out, whatever the format.
 
-A :data:`ResponseParser` decodes a body into its raw document; the :class:`ParserRegistry`
+A ``ResponseParser`` decodes a body into its raw document; the ``ParserRegistry``
 picks the parser (Content-Type first, then the body's first non-blank byte, because HTTP APIs
 of this age often label JSON as ``text/html``) and applies one normalization to every
 parser's output. Parsers know bytes and dicts only: nothing here touches HTTP.
@@ -22,7 +22,7 @@ EXCERPT_CHARS: Final = 60
 
 #: Any callable from body bytes to the raw decoded document.
 ResponseParser = Callable[[bytes], Mapping[str, Any]]
-#: The decoders of the built-in JSON format (see :meth:`ParserRegistry.default`).
+#: The decoders of the built-in JSON format (see ``ParserRegistry.default``).
 JsonDecoder = Literal["auto", "json", "orjson"]
 
 _DTD = re.compile(rb"<!\s*(?:DOCTYPE|ENTITY|ELEMENT|ATTLIST|NOTATION)", re.IGNORECASE)
@@ -57,7 +57,7 @@ def _json_fields_orjson(body: bytes) -> dict[str, Any]:
 
     The answer is the stdlib's, always: orjson accepts a subset of what ``json`` does, and
     reads integers beyond 64 bits as floats, so anything but the service's own shape (see
-    :func:`_flat_fields`) is decoded again by the stdlib (a rare, slower path).
+    ``_flat_fields``) is decoded again by the stdlib (a rare, slower path).
     """
     try:
         document = _orjson_loads(body)  # type: ignore[misc]
@@ -157,7 +157,7 @@ except ImportError:  # the ``speedups`` extra is not installed: the stdlib decod
 class ParserRegistry:
     """Named response parsers, chosen per response, with one normalization for all.
 
-    Example::
+    Example:
 
         registry = ParserRegistry.default()
         registry.register("yaml", parse_yaml, content_types=("application/yaml",))
@@ -350,7 +350,7 @@ def normalize(document: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _normalize_decoded(document: dict[str, Any]) -> dict[str, Any]:
-    """:func:`normalize` for a dict a built-in decoder just made (so it may be changed)."""
+    """``normalize`` for a dict a built-in decoder just made (so it may be changed)."""
     fields = _flat_fields(document)
     return fields if fields is not None else normalize(document)
 
@@ -361,7 +361,7 @@ def _flat_fields(document: dict[str, Any]) -> dict[str, Any] | None:
     The service's shape is at most one wrapper around exactly its five lower-case fields,
     each text or null (``error`` and ``duration`` may be numbers, ``duration`` a float):
     every answer it gives. Anything else (and a float where it cannot come from the
-    service, which orjson makes of an integer beyond 64 bits) goes to :func:`normalize`
+    service, which orjson makes of an integer beyond 64 bits) goes to ``normalize``
     untouched, so both paths give the same dict.
     """
     if len(document) == 1:

@@ -51,10 +51,10 @@ class RetryPolicy:
         deadline: total seconds one call may spend, waits included; no retry starts
             whose wait would end past it.
         max_retry_after: the longest ``Retry-After`` the client waits for; a longer
-            demand raises :class:`RateLimitedError` at once.
+            demand raises ``RateLimitedError`` at once.
         retry_unsafe: also retry call placements that failed after they were sent (may
             phone the person twice).
-        on_retry: called with a :class:`RetryEvent` before each wait.
+        on_retry: called with a ``RetryEvent`` before each wait.
     """
 
     max_attempts: int = 4
@@ -116,7 +116,7 @@ def is_retryable(error: BaseException, policy: RetryPolicy) -> bool:
     """Whether a failure may be retried at all under this policy.
 
     Placements that may have reached the service come here already wrapped in
-    :class:`CallOutcomeUnknownError`, so the other rules are safe for both operations.
+    ``CallOutcomeUnknownError``, so the other rules are safe for both operations.
     """
     if isinstance(error, CallOutcomeUnknownError):
         return policy.retry_unsafe

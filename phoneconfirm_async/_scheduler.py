@@ -6,7 +6,7 @@ task per scheduler asks the store for the calls that are due, at most ``concurre
 at once, places each in the scheduler's task group under the client's limits, and writes
 the answer back. The store records a call as made before it is dialled, so a process that
 dies mid-call never causes a second call: another process settles the claim when its lease
-ends. With the default :class:`MemoryStore` everything stays in this process, on
+ends. With the default ``MemoryStore`` everything stays in this process, on
 ``anyio.current_time()`` (trio's ``MockClock`` drives it in tests).
 """
 
@@ -83,8 +83,8 @@ def _final(record: SessionRecord) -> bool:
 class ConfirmationSession:
     """One person being confirmed: its calls, its state, and the way to check their code.
 
-    Create sessions with :meth:`ConfirmationScheduler.schedule`; find one again (in any
-    process on the same durable store) with :meth:`ConfirmationScheduler.get`. ``id`` is a
+    Create sessions with ``ConfirmationScheduler.schedule``; find one again (in any
+    process on the same durable store) with ``ConfirmationScheduler.get``. ``id`` is a
     random opaque string to keep, in a web session say.
 
     On a durable store the attributes are the session as this process last saw it: they are
@@ -237,18 +237,18 @@ class ConfirmationScheduler(anyio.AsyncContextManagerMixin):
     the code is verified or ``1 + redial_count`` calls were placed.
 
     Use it as an async context manager (``async with client.scheduler() as scheduler``).
-    With the default :class:`MemoryStore`, leaving the block cancels every pending session.
-    With a durable store (:class:`SQLiteStore`, :class:`PostgresStore`) leaving only stops
+    With the default ``MemoryStore``, leaving the block cancels every pending session.
+    With a durable store (``SQLiteStore``, ``PostgresStore``) leaving only stops
     this process's share of the work: sessions stay pending for the other processes on the
     store, or for the next start.
 
     Args:
-        client: an open :class:`PhoneConfirmClient` (any object with its ``place`` and
+        client: an open ``PhoneConfirmClient`` (any object with its ``place`` and
             ``verify`` methods will do); its ``telemetry``, when on, traces the sessions.
-        store: where sessions live (default: a new :class:`MemoryStore`).
+        store: where sessions live (default: a new ``MemoryStore``).
         retry: the policy for each placement (transient failures are retried inside an
             attempt and do not consume redials); default: the client's.
-        retain: seconds a finished session stays findable with :meth:`get`.
+        retain: seconds a finished session stays findable with ``get``.
         wall_clock: the Unix time source that turns an absolute ``call_place_time`` into a
             delay (tests inject a fixed one).
         concurrency: calls this scheduler holds at once (a durable store's claims beyond
@@ -367,7 +367,9 @@ class ConfirmationScheduler(anyio.AsyncContextManagerMixin):
         """Start a session: the first call at ``call_place_time`` (now by default).
 
         Args:
-            phone, country_code, code: as for ``place_call``.
+            phone: the number to call, as for ``place_call``.
+            country_code: its country code, as for ``place_call``.
+            code: the code the calls speak, as for ``place_call``.
             redial_count: calls after the first, 0-10, while nobody verifies.
             redial_interval: seconds (or a timedelta) from one answered call to the next,
                 and from the last call to EXHAUSTED.

@@ -62,9 +62,9 @@ PENDING_STATES: Final = frozenset({SessionState.SCHEDULED, SessionState.AWAITING
 
 @dataclass(slots=True, eq=False, repr=False)
 class SessionRecord:
-    """One session as a store keeps it (the currency of :class:`SessionStore`).
+    """One session as a store keeps it (the currency of ``SessionStore``).
 
-    ``due`` is on the store's clock (:meth:`SessionStore.now`): the next call, the lease's
+    ``due`` is on the store's clock (``SessionStore.now``): the next call, the lease's
     end while CALLING, the end of the last interval when no call is left, or the time the
     record is deleted once final. ``claimed_at`` is when the latest call was claimed (None
     before the first). ``request`` (phone and code) is None once final.
@@ -109,13 +109,13 @@ ChangeHook = Callable[[str], None]
 class SessionStore(Protocol):
     """What a scheduler needs from the place its sessions live.
 
-    The three stores are :class:`MemoryStore` (one process, anyio's clock),
-    :class:`SQLiteStore` (one host) and :class:`PostgresStore` (several hosts). Every method
-    but :meth:`open`, :meth:`now` and :meth:`wake` is used only while open. Conditional
+    The three stores are ``MemoryStore`` (one process, anyio's clock),
+    ``SQLiteStore`` (one host) and ``PostgresStore`` (several hosts). Every method
+    but ``open``, ``now`` and ``wake`` is used only while open. Conditional
     updates (``claimed_at`` must match, VERIFIED is final) are what make several processes
     on one store safe: each returns None when the condition failed.
 
-    A durable store's failures are :class:`StoreError`; it must never lose a claim.
+    A durable store's failures are ``StoreError``; it must never lose a claim.
     """
 
     #: For messages: "memory", "sqlite:<path>", "postgresql://host/db" (no password).
@@ -181,16 +181,16 @@ class SessionStore(Protocol):
         ...
 
     async def wait(self, until: float | None) -> None:
-        """Sleep until ``until`` (store clock), :meth:`wake`, or work another process made."""
+        """Sleep until ``until`` (store clock), ``wake``, or work another process made."""
         ...
 
     def wake(self) -> None:
-        """End the current :meth:`wait` early (this process added or freed something)."""
+        """End the current ``wait`` early (this process added or freed something)."""
         ...
 
 
 def may_finish(current: SessionRecord, state: SessionState, claimed_at: float | None) -> bool:
-    """The rule every store applies to :meth:`SessionStore.finish`.
+    """The rule every store applies to ``SessionStore.finish``.
 
     VERIFIED from any state but VERIFIED (a late code after EXHAUSTED still counts);
     CANCELLED while not closed; FAILED only by the holder of the current claim.
@@ -257,8 +257,8 @@ class MemoryStore:
 
     One heap of due times driven by the scheduler's one task, on ``anyio.current_time()``
     (trio's ``MockClock`` drives it in tests). Nothing outlives the scheduler: leaving its
-    block cancels every pending session. Use :class:`SQLiteStore` or
-    :class:`PostgresStore` to share sessions between processes and survive restarts.
+    block cancels every pending session. Use ``SQLiteStore`` or
+    ``PostgresStore`` to share sessions between processes and survive restarts.
     """
 
     name: str = "memory"

@@ -17,11 +17,11 @@ _STORE_PARAMS = ("lease", "poll_interval", "table")
 def store_from_url(url: str) -> SessionStore:
     """The store a URL names.
 
-    - ``memory:`` — a :class:`MemoryStore`;
+    - ``memory:`` — a ``MemoryStore``;
     - ``sqlite:///relative/file.sqlite`` or ``sqlite:////absolute/file.sqlite`` (as
-      SQLAlchemy writes them) — a :class:`SQLiteStore`;
+      SQLAlchemy writes them) — a ``SQLiteStore``;
     - ``postgresql://user:password@host/db`` (or ``postgres://``) — a
-      :class:`PostgresStore` on that DSN.
+      ``PostgresStore`` on that DSN.
 
     Durable stores take ``lease`` and ``poll_interval`` (seconds) from the query, and
     PostgreSQL ``table``: ``postgresql://db.internal/app?table=signup_calls&lease=10``.

@@ -4,7 +4,7 @@ Imported only when a client turns telemetry on; without the API installed nothin
 loaded. Telemetry is on by default whenever the API is installed: the application's SDK,
 configured before or after the client, decides whether anything is recorded. Until one is
 configured (no provider given, the global ones unset) a request does no telemetry work at
-all (:meth:`Telemetry.live`).
+all (``Telemetry.live``).
 
 What is exported never names a phone number, a code, a key or a URL with its query:
 attributes are operation names, outcomes, the service's status and error code, counts,
@@ -372,7 +372,7 @@ def store_kind(store: SessionStore) -> str:
 
 
 def use_span(span: Span) -> object:
-    """Make ``span`` current in this task; returns the token for :func:`leave_span`."""
+    """Make ``span`` current in this task; returns the token for ``leave_span``."""
     return otel_context.attach(trace.set_span_in_context(span))
 
 

@@ -5,7 +5,7 @@ A transport is any object with an async ``send(request)`` method (the shape of h
 ``PhoneConfirmClient(transport=...)`` are shortcuts to the built-in ones; an object is used
 as given (``phoneconfirm_async.testing.EmulatorTransport`` is one).
 
-A failure is a :class:`TransportError` whose ``sent`` says whether the request may have
+A failure is a ``TransportError`` whose ``sent`` says whether the request may have
 reached the service: that is what keeps a call placement from being sent twice. Everything
 above the seam (redaction, classification of answers, retries, limits) is shared.
 """
@@ -27,7 +27,7 @@ ATTEMPT_TIMEOUT: Final = "attempt_timeout"
 class TransportRequest(NamedTuple):
     """One GET to send (an immutable record: made for every attempt, so made cheaply).
 
-    Args:
+    Attributes:
         url: the whole URL, its query string already encoded. It carries the API key and
             the code: never log it or put it in an exception unredacted (the ``repr``
             leaves it out).
@@ -74,7 +74,7 @@ class TransportResponse(NamedTuple):
 class Transport(Protocol):
     """What the client needs from an HTTP library: send one GET, get the answer back.
 
-    ``send`` returns the answer, whatever its status, or raises :class:`TransportError`
+    ``send`` returns the answer, whatever its status, or raises ``TransportError``
     when no usable answer came back: ``sent=False`` only when the request certainly never
     left (the connection was never made), ``sent=True`` otherwise, since a placement that
     may have reached the service must not be sent again. Any other exception is taken as
@@ -84,7 +84,7 @@ class Transport(Protocol):
     """
 
     async def send(self, request: TransportRequest) -> TransportResponse:
-        """Send ``request``; return the answer or raise :class:`TransportError`."""
+        """Send ``request``; return the answer or raise ``TransportError``."""
         ...
 
 

@@ -18,8 +18,8 @@ _CODE = re.compile(r"[A-Za-z0-9]{1,10}")
 
 
 def place_fields(phone_: Any, country_code_: Any, code_: Any) -> tuple[str, str, str]:
-    """A placement's fields in wire form, by :func:`phone`, :func:`country_code` and
-    :func:`code`; values already in wire form (a batch's usual rows) pass in one check."""
+    """A placement's fields in wire form, by ``phone``, ``country_code`` and
+    ``code``; values already in wire form (a batch's usual rows) pass in one check."""
     if (
         phone_.__class__ is str
         and country_code_.__class__ is str

@@ -1,8 +1,8 @@
 """Test your application against the emulator in process: no server, no socket.
 
-Needs the ``emulator`` extra. :class:`EmulatorTransport` is a :class:`~phoneconfirm_async.
-Transport` that hands each request to the emulator's ASGI app in the caller's event loop
-(asyncio or trio), so a sign-up flow runs in milliseconds and under trio's ``MockClock``::
+Needs the ``emulator`` extra. ``EmulatorTransport`` is a ``
+Transport`` that hands each request to the emulator's ASGI app in the caller's event loop
+(asyncio or trio), so a sign-up flow runs in milliseconds and under trio's ``MockClock``:
 
     from phoneconfirm_async.emulator import EmulatorConfig
     from phoneconfirm_async.testing import EmulatorTransport
@@ -43,13 +43,13 @@ class EmulatorTransport(EmulatorBase):
     """The emulator as a transport: requests go to its ASGI app in process, not over TCP.
 
     Pass it as ``PhoneConfirmClient(..., transport=EmulatorTransport(config))``, or let
-    :meth:`client` do that with the emulator's own key and domain. ``calls``,
+    ``client`` do that with the emulator's own key and domain. ``calls``,
     ``heard_code``, ``faults`` and ``request_count`` are those of the served
-    :class:`~phoneconfirm_async.emulator.Emulator`.
+    ``Emulator``.
     """
 
     name: Final = "emulator"
-    #: The base URL :meth:`client` gives (``.test`` is reserved: it never resolves).
+    #: The base URL ``client`` gives (``.test`` is reserved: it never resolves).
     base_url: Final = "http://phoneconfirm-emulator.test/services"
 
     def __init__(self, config: EmulatorConfig | None = None) -> None:
@@ -61,7 +61,7 @@ class EmulatorTransport(EmulatorBase):
     def client(self, **options: Any) -> PhoneConfirmClient:
         """A client on this transport with the emulator's first key and trusted domain.
 
-        ``options`` are further :class:`~phoneconfirm_async.PhoneConfirmClient` arguments
+        ``options`` are further ``PhoneConfirmClient`` arguments
         (``retry``, ``response_format``, ...). Open it with ``async with``.
         """
         options.setdefault("base_url", self.base_url)

@@ -126,7 +126,7 @@ def count_rows(path: Path) -> int | None:
 class RowWriter:
     """Writes output rows as they complete: JSON Lines, or CSV when the file ends in .csv.
 
-    ``write`` buffers; :meth:`flush_in_bursts` (a task) flushes once the rows that completed
+    ``write`` buffers; ``flush_in_bursts`` (a task) flushes once the rows that completed
     together are written, so every finished row reaches the file as soon as the command
     waits for the next one, with one write for a burst of rows instead of one per row.
     """
@@ -148,7 +148,7 @@ class RowWriter:
         self._unflushed = anyio.Event()
 
     def write(self, row: Mapping[str, Any]) -> None:
-        """Write one row (flushed by :meth:`flush_in_bursts`, or by :meth:`flush`)."""
+        """Write one row (flushed by ``flush_in_bursts``, or by ``flush``)."""
         if self._csv_writer is not None:
             flat = dict(row)
             error = flat.get("error")

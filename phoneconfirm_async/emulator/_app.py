@@ -25,7 +25,7 @@ from phoneconfirm_async.emulator._protocol import (
 )
 from phoneconfirm_async.emulator._state import EmulatorState, Fault
 
-#: The scope key under which the server puts the request's :class:`Connection`.
+#: The scope key under which the server puts the request's ``Connection``.
 CONNECTION_KEY: Final = "phoneconfirm.connection"
 _HTML_PAGE = (
     b"<!DOCTYPE html>\n<html><head><title>502 Bad Gateway</title></head>"
@@ -36,7 +36,7 @@ _HTML_PAGE = (
 class Connection(Protocol):
     """What connection faults need of whatever carries the request: ASGI has no way to
     drop a connection, so the server (a socket, or ``phoneconfirm_async.testing``'s
-    in-process transport) puts one of these in the scope under :data:`CONNECTION_KEY`."""
+    in-process transport) puts one of these in the scope under ``CONNECTION_KEY``."""
 
     async def hang(self, seconds: float) -> None:
         """Hold the request for ``seconds``, or until the server stops."""

@@ -10,7 +10,7 @@ from phoneconfirm_async.emulator._state import EmulatorState, Fault
 class EmulatorBase:
     """The emulator's memory and ASGI app, and what a test reads of them.
 
-    :class:`Emulator` serves it on a loopback socket; ``phoneconfirm_async.testing``'s
+    ``Emulator`` serves it on a loopback socket; ``phoneconfirm_async.testing``'s
     ``EmulatorTransport`` drives it in process, without sockets.
     """
 

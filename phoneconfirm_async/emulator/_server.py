@@ -102,7 +102,7 @@ def _bind(host: str, port: int) -> socket.socket:
 class Emulator(EmulatorBase):
     """A running emulator: where it listens, and what it has seen.
 
-    Start one with :func:`run_emulator` (async code) or :meth:`start` / :meth:`stop`
+    Start one with ``run_emulator`` (async code) or ``start`` / ``stop``
     (blocking code, such as the ``phoneconfirm emulator`` command).
     """
 
