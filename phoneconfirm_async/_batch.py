@@ -212,7 +212,11 @@ class _Batch(Generic[RequestT, ResultT]):
             try:
                 send.send_nowait(item)  # room in the channel: the common case, no task switch
             except anyio.WouldBlock:
-                await send.send(item)
+                await send.send(item)  # a loop that leaves cancels this before it closes
+            except anyio.BrokenResourceError:
+                # The loop left just as this row was answered: on trio, a task woken before
+                # the batch's cancel runs on to its next checkpoint. The batch is stopping.
+                return
 
     async def _process(
         self, index: int, request: RequestT, record: Record | None
