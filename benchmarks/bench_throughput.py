@@ -1,4 +1,4 @@
-"""Batch throughput against concurrency, with a chart (README figure).
+"""Batch throughput against concurrency, with a chart (docs/explanation/numbers.md).
 
     python -m benchmarks.bench_throughput [--quick] [--json FILE] [--chart FILE.png]
 

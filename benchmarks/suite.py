@@ -3,7 +3,7 @@
     python -m benchmarks.suite [--quick] [--json FILE]
 
 ``--quick`` runs a small version of each benchmark (about four minutes on 2 cores); the full
-run also sweeps concurrency for the README chart (``benchmarks.bench_throughput``).
+run also sweeps concurrency for the docs chart (``benchmarks.bench_throughput``).
 """
 
 from __future__ import annotations

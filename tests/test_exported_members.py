@@ -39,7 +39,7 @@ SPEC_NAMES = {
     "SQLiteStore",
     "PostgresStore",
 } | ERRORS
-#: Names we add beyond the SPEC, each for a reason given in the README.
+#: Names we add beyond the SPEC, each documented in docs/reference.
 EXTRA_NAMES = {
     "RetryEvent",
     "TransportRequest",

@@ -543,7 +543,7 @@ print(sorted(m for m in sys.modules if m.startswith("opentelemetry")))
     assert json.loads(done.stdout.strip().replace("'", '"')) == []
 
 
-# -- the README's web example -------------------------------------------------------------------
+# -- the web example (docs/how-to/observability.md) -----------------------------------------------
 def test_the_otel_web_example_nests_the_clients_spans_in_its_requests() -> None:
     """examples/otel_backend.py in a process of its own (it sets the global providers):
     a sign-up over ASGI against the in-process emulator, exported in memory."""

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import re
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
-from pathlib import Path
 from typing import Any
 
 import anyio
@@ -135,18 +133,3 @@ async def test_the_emulators_answers_are_those_of_the_server() -> None:
         with pytest.raises(InvalidRequestError, match="error 4"):
             await client.place_call("5555550100", country_code="1", code="4821")
     assert client.transport == "emulator"
-
-
-def readme_example() -> dict[str, Any]:
-    """The README's pytest example (the block that starts ``# test_signup.py``), executed."""
-    readme = (Path(__file__).parent.parent / "README.md").read_text()
-    found = re.search(r"```python\n(# test_signup\.py.*?)```", readme, re.DOTALL)
-    assert found is not None, "the README lost its pytest example"
-    namespace: dict[str, Any] = {}
-    exec(compile(found.group(1), "README.md", "exec"), namespace)  # noqa: S102 - our README
-    return namespace
-
-
-async def test_the_readme_example_passes() -> None:
-    """The pytest example the README gives users runs and passes."""
-    await readme_example()["test_the_person_confirms_on_the_second_call"]()

@@ -1,5 +1,6 @@
-"""Durable stores, in process: every rule of the README's "Sessions across processes", with
-two store objects on one database standing for two processes, against a served emulator."""
+"""Durable stores, in process: every rule of "What every durable store promises"
+(docs/how-to/stores.md), with two store objects on one database standing for two
+processes, against a served emulator."""
 
 from __future__ import annotations
 
