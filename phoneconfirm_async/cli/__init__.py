@@ -13,6 +13,7 @@ import sys
 
 import click
 
+import phoneconfirm_async
 from phoneconfirm_async.cli._batch import batch
 from phoneconfirm_async.cli._bench import bench
 from phoneconfirm_async.cli._calls import place, verify
@@ -25,7 +26,7 @@ __all__ = ["main", "run"]
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(package_name="phoneconfirm-async")
+@click.version_option(phoneconfirm_async.__version__, prog_name="phoneconfirm")
 def main() -> None:
     """Place and verify phone-confirmation calls (XVerify Phone Confirm)."""
 
