@@ -5,7 +5,8 @@ A page's ```` ```python ```` blocks run in order in one namespace (top-level ``a
 on asyncio and on trio, in a fresh working directory with no ``PHONECONFIRM_*`` variable
 set. A block is shown but not run only when the line before it is
 ``<!-- no-run: <why> -->``, and a block that only includes a file (``--8<-- "path"``) is run
-by that file's own tests. The reference pages must name every public name.
+by that file's own tests. The ``phoneconfirm`` commands of console blocks must parse as
+the real command's, and the reference pages must name every public name.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from __future__ import annotations
 import ast
 import inspect
 import re
+import shlex
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
@@ -21,9 +23,11 @@ from typing import Any
 
 import anyio
 import anyio.to_thread
+import click
 import pytest
 
 import phoneconfirm_async
+from phoneconfirm_async import cli
 from tests.conftest import ENV_NAMES
 
 ROOT = Path(__file__).parent.parent
@@ -143,6 +147,45 @@ def test_the_tutorial_and_every_how_to_have_running_samples() -> None:
     if "how-to/benchmarks.md" in without:
         without.remove("how-to/benchmarks.md")  # commands only: benchmarks are not tests
     assert without == []
+
+
+def command_lines(page: Path) -> list[list[str]]:
+    """The ``phoneconfirm`` commands of a page's console blocks, split into words."""
+    commands = []
+    for match in FENCE.finditer(page.read_text()):
+        if match["info"].strip() not in ("console", "bash", "shell"):
+            continue
+        for line in match["body"].replace("\\\n", " ").splitlines():
+            words = shlex.split(line.removeprefix("$ "), comments=True)
+            while words and "=" in words[0]:  # VARIABLE=value before the command
+                words.pop(0)
+            if words[:1] == ["phoneconfirm"]:
+                commands.append(words[1:])
+    return commands
+
+
+def test_the_pages_commands_are_the_commands() -> None:
+    """Every ``phoneconfirm`` command the pages show names a real command, real options
+    and the right number of arguments (outputs and effects are the CLI tests' business)."""
+    shown = [words for page in DOCS.rglob("*.md") for words in command_lines(page)]
+    assert len(shown) >= 5
+    for words in shown:
+        command: click.Command = cli.main
+        context = click.Context(command, info_name="phoneconfirm")
+        rest = list(words)
+        while isinstance(command, click.Group) and rest and not rest[0].startswith("-"):
+            found = command.get_command(context, rest.pop(0))
+            assert found is not None, words
+            command = found
+            context = click.Context(command, info_name=command.name, parent=context)
+        if rest == ["--version"]:
+            continue
+        # An unknown option raises; arguments land in ``values``, extra words in ``left``.
+        values, left, _ = command.make_parser(context).parse_args(rest)
+        assert left == [], words
+        for param in command.params:
+            if isinstance(param, click.Argument) and param.required:
+                assert values.get(param.name) is not None, words
 
 
 def test_the_reference_names_every_public_name() -> None:
