@@ -201,3 +201,19 @@ def test_the_mkdocs_nav_holds_every_page() -> None:
     listed = set(re.findall(r":\s+([\w/.-]+\.md)\s*$", nav, re.MULTILINE))
     pages = {str(page.relative_to(DOCS)) for page in DOCS.rglob("*.md")}
     assert pages == listed
+
+
+def test_the_readme_is_one_screen_with_the_quick_start() -> None:
+    """The README stays under 150 lines and keeps the three quick-start commands exactly."""
+    readme = (ROOT / "README.md").read_text()
+    assert len(readme.splitlines()) < 150
+    quick_start = (
+        "```console\n"
+        "python -m pip install -e '.[dev]'\n"
+        "phoneconfirm batch place examples/numbers.csv\n"
+        "pytest\n"
+        "```\n"
+    )
+    assert quick_start in readme
+    for target in re.findall(r"\]\(((?:docs/|CHANGELOG)[^)#]*)", readme):
+        assert (ROOT / target).is_file(), target
