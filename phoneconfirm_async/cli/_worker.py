@@ -30,9 +30,23 @@ from phoneconfirm_async.cli._otel import otel_option, telemetry_options
     callback=parse_store,
     help=f"sqlite:///PATH or postgresql://... (env {STORE_ENV}).",
 )
+@click.option(
+    "--concurrency",
+    type=click.IntRange(min=1),
+    default=100,
+    show_default=True,
+    help="Calls this worker holds at once (claimed, being placed).",
+)
+@click.option(
+    "--rate",
+    type=click.FloatRange(min=0, min_open=True),
+    help="Calls this worker starts per second at most (default: no limit).",
+)
 @credential_options
 @otel_option
-def worker(store: SessionStore, otel: bool, **kw: Any) -> None:
+def worker(
+    store: SessionStore, concurrency: int, rate: float | None, otel: bool, **kw: Any
+) -> None:
     """Place the calls that fall due in a durable session store, until stopped.
 
     Run as many as you like, on one host (SQLite) or several (PostgreSQL): each due call is
@@ -47,7 +61,9 @@ def worker(store: SessionStore, otel: bool, **kw: Any) -> None:
     async def run(telemetry: dict[str, Any]) -> None:
         with anyio.open_signal_receiver(signal.SIGTERM) as signals:
             async with (
-                open_client(credentials, **telemetry) as client,
+                open_client(
+                    credentials, max_concurrency=concurrency, rate_limit=rate, **telemetry
+                ) as client,
                 client.scheduler(store=store),
             ):
                 click.echo(f"phoneconfirm worker: placing the due calls of {store.name}", err=True)
