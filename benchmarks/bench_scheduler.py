@@ -15,6 +15,7 @@ from __future__ import annotations
 import multiprocessing
 import random
 import statistics
+from collections.abc import Awaitable, Callable
 
 import anyio
 import anyio.lowlevel
@@ -79,7 +80,15 @@ class _Stopwatch:
         self.lateness: list[float] = []
         self.all_fired = anyio.Event()
 
-    async def place(self, request: PlaceCallRequest, *, retry: object = None) -> PlaceCallResult:
+    async def place(
+        self,
+        request: PlaceCallRequest,
+        *,
+        retry: object = None,
+        fence: Callable[[], Awaitable[None]] | None = None,
+    ) -> PlaceCallResult:
+        if fence is not None:
+            await fence()
         self.lateness.append(anyio.current_time() - self.due[request.phone])
         if len(self.lateness) == len(self.due):
             self.all_fired.set()

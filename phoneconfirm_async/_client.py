@@ -18,7 +18,7 @@ from anyio.abc import TaskGroup
 
 from phoneconfirm_async import _validation
 from phoneconfirm_async._batch import BatchIterator, PlaceRow, VerifyRow, run_batch
-from phoneconfirm_async._engine import Engine, EngineSettings, Params
+from phoneconfirm_async._engine import Engine, EngineSettings, Fence, Params
 from phoneconfirm_async._errors import ConfigurationError
 from phoneconfirm_async._lifetime import background_tasks, running_on_asyncio
 from phoneconfirm_async._models import (
@@ -448,10 +448,20 @@ class PhoneConfirmClient(anyio.AsyncContextManagerMixin):
         return await self._require_open().verify(request, retry=retry)
 
     async def place(
-        self, request: PlaceCallRequest, *, retry: RetryPolicy | None = None
+        self,
+        request: PlaceCallRequest,
+        *,
+        retry: RetryPolicy | None = None,
+        fence: Fence | None = None,
     ) -> PlaceCallResult:
-        """``place_call`` for a request built already (validated when it was made)."""
-        return await self._require_open().place(request, retry=retry)
+        """``place_call`` for a request built already (validated when it was made).
+
+        ``fence``: an async callable awaited immediately before each attempt's request
+        leaves (after the concurrency and rate limits let it go); whatever it raises stops
+        the placement with nothing sent and goes out unchanged. The scheduler fences a
+        claimed call with its lease.
+        """
+        return await self._require_open().place(request, retry=retry, fence=fence)
 
     async def verify(
         self, request: VerifyRequest, *, retry: RetryPolicy | None = None

@@ -21,7 +21,9 @@ from phoneconfirm_async._store import (
     SessionRecord,
     SessionState,
     end,
+    holds,
     may_finish,
+    release,
     settle_due,
 )
 
@@ -103,11 +105,15 @@ class DuePass:
         self.limit = limit
         self.lease = lease
         self.retain = retain
-        #: Rows to read at a time: enough for the claims and the rows settled beside them.
-        self.batch = max(limit, 1) * 2 + 64
+        self.batch = self.batch_for(limit)
         self.claimed = Claimed([], [])
         self.updates: list[tuple[object, ...]] = []
         self.deletes: list[tuple[str]] = []
+
+    @staticmethod
+    def batch_for(limit: int) -> int:
+        """Rows to read at a time: enough for the claims and the rows settled beside them."""
+        return max(limit, 1) * 2 + 64
 
     @property
     def full(self) -> bool:
@@ -143,6 +149,20 @@ def finished(
     if not may_finish(current, state, claimed_at):
         return None
     end(current, state, now, retain, error)
+    return current
+
+
+def released(
+    row: Mapping[str, Any] | None, claim: SessionRecord, now: float
+) -> SessionRecord | None:
+    """The record a ``SessionStore.release`` writes back, or None when the claim no longer
+    holds (settled elsewhere, or the session ended)."""
+    if row is None:
+        return None
+    current = record_from_row(row)
+    if not holds(current, claim):
+        return None
+    release(current, now)
     return current
 
 

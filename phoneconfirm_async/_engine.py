@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import quote
@@ -59,15 +59,24 @@ logger = logging.getLogger("phoneconfirm_async")
 
 #: Query parameters in wire form, e.g. ``(("redial_count", "2"),)``.
 Params = Sequence[tuple[str, str]]
+#: Awaited immediately before each attempt's request leaves (after the concurrency and rate
+#: limits let it go); raising stops the placement with nothing sent, and the exception
+#: goes out as it is, never retried.
+Fence = Callable[[], Awaitable[None]]
 
 
 class RequestEngine(Protocol):
     """What the scheduler and the batch engine need: the two operations on built requests."""
 
     async def place(
-        self, request: PlaceCallRequest, *, retry: RetryPolicy | None = None
+        self,
+        request: PlaceCallRequest,
+        *,
+        retry: RetryPolicy | None = None,
+        fence: Fence | None = None,
     ) -> PlaceCallResult:
-        """Place the call ``request`` describes (one request, retried only when safe)."""
+        """Place the call ``request`` describes (one request, retried only when safe);
+        ``fence``, if given, is awaited right before each attempt is sent."""
         ...
 
     async def verify(
@@ -145,14 +154,16 @@ class Engine:
         *,
         retry: RetryPolicy | None = None,
         scheduling: Params = (),
+        fence: Fence | None = None,
     ) -> PlaceCallResult:
-        """Place a call; ``scheduling`` holds server-side redial parameters in wire form."""
+        """Place a call; ``scheduling`` holds server-side redial parameters in wire form,
+        ``fence`` is awaited right before each attempt is sent."""
         # phone, country_code and code were validated to digits and letters: nothing to quote.
         query = f"phone={request.phone}&country_code={request.country_code}&code={request.code}"
         if scheduling:
             query += "&" + _encode(scheduling)
         url = self._placecall_url + query + self._place_tail
-        attempt = _Attempt(self, url, request.code, unsafe=True)
+        attempt = _Attempt(self, url, request.code, unsafe=True, fence=fence)
         result: PlaceCallResult
         telemetry = self.telemetry
         if telemetry is None or not telemetry.live():
@@ -246,13 +257,16 @@ class _Attempt:
     it got no answer), for telemetry.
     """
 
-    __slots__ = ("code", "count", "engine", "status", "unsafe", "url")
+    __slots__ = ("code", "count", "engine", "fence", "status", "unsafe", "url")
 
-    def __init__(self, engine: Engine, url: str, code: str, *, unsafe: bool) -> None:
+    def __init__(
+        self, engine: Engine, url: str, code: str, *, unsafe: bool, fence: Fence | None = None
+    ) -> None:
         self.engine = engine
         self.url = url
         self.code = code
         self.unsafe = unsafe
+        self.fence = fence
         self.count = 0
         self.status = 0
 
@@ -269,6 +283,9 @@ class _Attempt:
         try:
             if engine.rate is not None:
                 await engine.rate.acquire()
+                now = engine.clock()
+            if self.fence is not None:
+                await self.fence()
                 now = engine.clock()
             # The attempt is bounded by attempt_timeout or by the time left before the retry
             # deadline, whichever is shorter.

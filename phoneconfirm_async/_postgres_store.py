@@ -17,11 +17,15 @@ from __future__ import annotations
 
 import contextlib
 import importlib.util
+import logging
 import re
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Collection
 from typing import TYPE_CHECKING, Any, Final, TypeVar
 from urllib.parse import urlsplit
+
+import anyio
+import anyio.abc
 
 from phoneconfirm_async._durable import (
     COLUMNS,
@@ -31,6 +35,7 @@ from phoneconfirm_async._durable import (
     encode_attempt,
     finished,
     record_from_row,
+    released,
     row_values,
     update_values,
 )
@@ -40,6 +45,7 @@ from phoneconfirm_async._models import PlaceCallResult
 from phoneconfirm_async._store import (
     ChangeHook,
     Claimed,
+    Renewed,
     SessionRecord,
     SessionState,
 )
@@ -48,6 +54,12 @@ if TYPE_CHECKING:
     import asyncpg
 
 SCHEMA_VERSION: Final = 1
+#: Seconds between tries to listen again after the listening connection died, doubling.
+_BACKOFF_FIRST: Final = 0.05
+_BACKOFF_MAX: Final = 2.0
+#: Seconds a closing store waits for its pool to close gracefully.
+_CLOSE_PATIENCE: Final = 10.0
+logger = logging.getLogger("phoneconfirm_async")
 _IDENTIFIER: Final = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,40}")
 _T = TypeVar("_T")
 
@@ -127,10 +139,14 @@ class PostgresStore:
                 f"UPDATE {quoted} SET attempts = (attempts::jsonb || $2::jsonb)::text "
                 "WHERE id = $1"
             ),
+            "due": (
+                f"SELECT {', '.join(COLUMNS)} FROM {quoted} WHERE due <= $1 "
+                "AND NOT (id = ANY($3::text[])) ORDER BY due LIMIT $2 FOR UPDATE SKIP LOCKED"
+            ),
             "renew": (
                 f"UPDATE {quoted} AS t SET due = $1 FROM unnest($2::text[], $3::float8[]) "
                 "AS c(id, claimed_at) WHERE t.id = c.id AND t.state = 'calling' "
-                "AND t.claimed_at = c.claimed_at"
+                "AND t.claimed_at = c.claimed_at RETURNING t.id"
             ),
             "update": (
                 f"UPDATE {quoted} SET phone = $1, country_code = $2, code = $3, state = $4, "
@@ -175,17 +191,18 @@ class PostgresStore:
                     pool = self._given_pool
                 else:
                     # No reset on release: the store changes no session state, and the
-                    # default reset is one more round trip per statement.
+                    # default reset is one more round trip per statement. No floor of idle
+                    # connections: asyncpg would keep reconnecting (and logging a traceback
+                    # each time) while the database is away; the next statement connects.
                     pool = await asyncpg.create_pool(
-                        self._dsn, min_size=1, max_size=10, reset=_keep_session
+                        self._dsn, min_size=0, max_size=10, reset=_keep_session
                     )
-                    stack.push_async_callback(pool.close)
+                    stack.push_async_callback(_close_pool, pool)
                 await self._create_schema(pool)
-                listener = await pool.acquire()
-                stack.push_async_callback(pool.release, listener)
-                await listener.add_listener(self._channel, listen)
-                stack.push_async_callback(listener.remove_listener, self._channel, listen)
-            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+                tasks = await stack.enter_async_context(anyio.create_task_group())
+                stack.callback(tasks.cancel_scope.cancel)  # runs first: stop listening
+                await tasks.start(self._keep_listening, pool, listen)
+            except db_errors() as exc:
                 raise ConfigurationError(
                     f"{self.name}: cannot open the session store: {type(exc).__name__}: "
                     f"{_first_line(exc)}"
@@ -195,6 +212,44 @@ class PostgresStore:
                 yield
             finally:
                 self._pool = None
+
+    async def _keep_listening(
+        self,
+        pool: asyncpg.Pool,
+        callback: Callable[..., None],
+        *,
+        task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED,
+    ) -> None:
+        """Hold one connection that LISTENs for the other workers' notifications. When it
+        dies (a restart, a terminated backend) say so, poll meanwhile (``poll_interval``),
+        and listen again as soon as the database answers."""
+        started = polling = False
+        delay = _BACKOFF_FIRST
+        while True:
+            lost = anyio.Event()
+            try:
+                async with _listening(pool, self._channel, callback, lost.set):
+                    if not started:
+                        started = True
+                        task_status.started()
+                    elif polling:
+                        polling = False
+                        logger.warning("%s: listening for notifications again", self.name)
+                        self._waker.wake()  # look now for what was missed meanwhile
+                    delay = _BACKOFF_FIRST
+                    await lost.wait()
+            except db_errors():
+                if not started:
+                    raise  # the store cannot be opened: the caller says so
+            if not polling:
+                polling = True
+                logger.warning(
+                    "%s: the listening connection was lost; polling every %g s until it is back",
+                    self.name,
+                    self.poll_interval,
+                )
+            await anyio.sleep(delay)
+            delay = min(delay * 2, _BACKOFF_MAX)
 
     async def _create_schema(self, pool: asyncpg.Pool) -> None:
         schema = f'"{self.table}_schema"'
@@ -231,19 +286,36 @@ class PostgresStore:
 
     async def _run(self, work: Callable[[Any], Awaitable[_T]], *, transaction: bool = True) -> _T:
         """``work(connection)`` on a pooled connection, in a transaction unless it is one
-        statement (atomic on its own)."""
+        statement (atomic on its own).
+
+        Whatever asyncpg raises (a server error, a connection that died with its backend or
+        its server, a client in a state it cannot leave) comes out as ``StoreError``. A
+        connection interrupted mid-operation, by an error or a cancellation, is closed
+        rather than given back to the pool: asyncpg would hand it out again in the middle
+        of that operation ("another operation is in progress").
+        """
         import asyncpg
 
         pool = self._pool
         if pool is None:
             raise RuntimeError("the session store is not open (use it through a scheduler)")
         try:
-            async with pool.acquire() as conn:
+            conn = await pool.acquire()
+            try:
                 if not transaction:
                     return await work(conn)
                 async with conn.transaction():
                     return await work(conn)
-        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            except BaseException as exc:
+                if not isinstance(exc, asyncpg.PostgresError) or isinstance(
+                    exc, asyncpg.PostgresConnectionError
+                ):
+                    with contextlib.suppress(asyncpg.InterfaceError):  # the pool took it back
+                        conn.terminate()
+                raise
+            finally:
+                await pool.release(conn)
+        except db_errors() as exc:
             raise StoreError(
                 f"{type(exc).__name__}: {_first_line(exc)}", store=self.name
             ) from None
@@ -268,18 +340,16 @@ class PostgresStore:
 
         return await self._run(work, transaction=False)
 
-    async def claim(self, now: float, limit: int) -> Claimed:
+    async def claim(self, now: float, limit: int, *, exclude: Collection[str] = ()) -> Claimed:
         self._waker.arm()
         lease, retain = self.lease, self._retain
+        skip = list(exclude)
 
         async def work(conn: Any) -> Claimed:
+            rows = await conn.fetch(self._sql["due"], time.time(), DuePass.batch_for(limit), skip)
+            # The rows are locked: the claims' time is read now, not before the wait.
+            at, now = time.monotonic(), time.time()
             due = DuePass(now, limit, lease=lease, retain=retain)
-            rows = await conn.fetch(
-                f"{self._sql['select']} WHERE due <= $1 ORDER BY due LIMIT $2 "
-                "FOR UPDATE SKIP LOCKED",
-                now,
-                due.batch,
-            )
             due.take(rows)
             claimed = due.claimed
             if due.updates:
@@ -292,30 +362,46 @@ class PostgresStore:
                     self._channel,
                     [record.id for record in claimed.changed],
                 )
-            return claimed
+            return claimed._replace(at=at)
 
         return await self._run(work)
 
-    async def renew(self, records: Collection[SessionRecord], now: float) -> None:
+    async def renew(self, records: Collection[SessionRecord], now: float) -> Renewed:
         lease = self.lease
         assert lease is not None
         ids = [record.id for record in records]
         claims = [record.claimed_at for record in records]
 
-        async def work(conn: Any) -> None:
-            await conn.execute(self._sql["renew"], now + lease, ids, claims)
+        async def work(conn: Any) -> Renewed:
+            # Read before the statement: the lease it writes ends no later than this says.
+            at, now = time.monotonic(), time.time()
+            rows = await conn.fetch(self._sql["renew"], now + lease, ids, claims)
+            return Renewed(at, frozenset(row[0] for row in rows))
 
-        await self._run(work, transaction=False)  # one statement: atomic on its own
+        return await self._run(work, transaction=False)  # one statement: atomic on its own
+
+    async def release(self, record: SessionRecord, now: float) -> SessionRecord | None:
+        async def work(conn: Any) -> SessionRecord | None:
+            row = await conn.fetchrow(f"{self._sql['select']} WHERE id = $1 FOR UPDATE", record.id)
+            current = released(row, record, time.time())
+            if current is not None:
+                await conn.execute(self._sql["update"], *update_values(current))
+            return current
+
+        updated = await self._run(work)
+        if updated is not None:
+            self._waker.wake()
+        return updated
 
     async def record_call(
         self, record: SessionRecord, result: PlaceCallResult | None, now: float
     ) -> SessionRecord | None:
-        due = now + record.redial_interval
         attempt = "[]" if result is None else f"[{encode_attempt(result)}]"
 
         async def work(conn: Any) -> SessionRecord | None:
             # The claim holds: one conditional UPDATE (and its NOTIFY). It does not: keep
             # the answer only.
+            due = time.time() + record.redial_interval
             row = await conn.fetchrow(
                 self._sql["answered"], record.id, record.claimed_at, due, attempt
             )
@@ -327,7 +413,7 @@ class PostgresStore:
 
         updated = await self._run(work, transaction=False)
         if updated is not None:
-            self._waker.due(due)
+            self._waker.due(updated.due)
         return updated
 
     async def finish(
@@ -369,6 +455,55 @@ class PostgresStore:
 
 async def _keep_session(connection: object) -> None:
     """The pool's reset: nothing to undo (the listening connection UNLISTENs itself)."""
+
+
+def db_errors() -> tuple[type[BaseException], ...]:
+    """Everything asyncpg raises for a database that failed or went away."""
+    import asyncpg
+
+    return (
+        OSError,
+        TimeoutError,
+        asyncpg.PostgresError,
+        asyncpg.InterfaceError,
+        asyncpg.InternalClientError,
+    )
+
+
+@contextlib.asynccontextmanager
+async def _listening(
+    pool: asyncpg.Pool, channel: str, callback: Callable[..., None], lost: Callable[[], None]
+) -> AsyncIterator[None]:
+    """A pooled connection listening on ``channel``; ``lost()`` is called when it dies.
+    Leaving gives it back, whatever state the connection is in."""
+    conn = await pool.acquire()
+
+    def terminated(_conn: object) -> None:
+        lost()
+
+    try:
+        conn.add_termination_listener(terminated)
+        await conn.add_listener(channel, callback)
+        try:
+            yield
+        finally:
+            with anyio.CancelScope(shield=True), contextlib.suppress(*db_errors()):
+                if not conn.is_closed():
+                    await conn.remove_listener(channel, callback)
+    finally:
+        conn.remove_termination_listener(terminated)
+        with anyio.CancelScope(shield=True), contextlib.suppress(*db_errors()):
+            await pool.release(conn)
+
+
+async def _close_pool(pool: asyncpg.Pool) -> None:
+    """Close the store's own pool; after an outage, connections that will not close
+    gracefully are terminated."""
+    with anyio.move_on_after(_CLOSE_PATIENCE):
+        with contextlib.suppress(*db_errors()):
+            await pool.close()
+        return
+    pool.terminate()
 
 
 def _first_line(exc: BaseException) -> str:

@@ -8,12 +8,21 @@ the answer back. The store records a call as made before it is dialled, so a pro
 dies mid-call never causes a second call: another process settles the claim when its lease
 ends. With the default ``MemoryStore`` everything stays in this process, on
 ``anyio.current_time()`` (trio's ``MockClock`` drives it in tests).
+
+On a durable store a claimed call is *fenced*: immediately before its request leaves, the
+claim must still have a third of its lease left on this process's monotonic clock (counted
+from the moment the store stamped it, under its lock, and moved on by each renewal), and
+must have been seen still current within the last ``FRESH`` seconds (else the session is
+read again). A process paused or cut off past its lease therefore sends nothing it held:
+the claim is given back if it still holds, left to the peer that settled it if not.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
+import random
 import secrets
 import time
 import weakref
@@ -23,7 +32,6 @@ from typing import TYPE_CHECKING, Any, Final, Self, TypeVar
 
 import anyio
 import anyio.lowlevel
-import tenacity
 from anyio.abc import TaskGroup
 
 from phoneconfirm_async import _validation
@@ -45,10 +53,12 @@ from phoneconfirm_async._models import (
 from phoneconfirm_async._redact import mask_phone
 from phoneconfirm_async._retry import RetryPolicy
 from phoneconfirm_async._store import (
+    Claimed,
     MemoryStore,
     SessionRecord,
     SessionState,
     SessionStore,
+    holds,
 )
 
 if TYPE_CHECKING:
@@ -66,9 +76,93 @@ DEFAULT_CONCURRENCY: Final = 100
 #: Least time between two passes over a durable store while calls keep falling due: a call
 #: is placed at most this much after its due time for the sake of batching.
 _CLAIM_GAP: Final = 0.01
-#: Longest a write after a call is retried before the claim is left to its lease.
-_WRITE_PATIENCE: Final = 10.0
+#: Seconds a claim stays known-current after the store last confirmed it (the claim itself,
+#: a renewal, a look); past it the session is read again before its call is sent, so that a
+#: cancel or verify in another process stops the call.
+FRESH: Final = 0.5
+#: Share of the lease kept in hand: a call is sent only while its claim has more than this
+#: left (it covers connecting, and clocks that differ a little between hosts).
+FENCE_MARGIN: Final = 1 / 3
+#: Backoff while the store fails: the first wait, doubling to the longest.
+_BACKOFF_FIRST: Final = 0.05
+_BACKOFF_MAX: Final = 2.0
+#: Longest a write may take while the scheduler closes (the lease settles what is left).
+_CLOSING_PATIENCE: Final = 10.0
 _T = TypeVar("_T")
+
+
+class _NotSent(Exception):
+    """A fenced call that must not leave: its lease is (nearly) over (``stalled``: this
+    process was paused or cut off from its store), or its session moved on (settled by a
+    peer, cancelled, verified). Raised by the fence, never retried."""
+
+    def __init__(self, reason: str, *, stalled: bool) -> None:
+        super().__init__(reason)
+        self.stalled = stalled
+
+
+def _stalled() -> _NotSent:
+    return _NotSent("its lease is nearly over", stalled=True)
+
+
+class _Claim:
+    """A call this process holds: its record as claimed, the scope that cancels it, and
+    how long it may still be sent (``time.monotonic()``)."""
+
+    __slots__ = ("checked", "record", "scope", "sent", "stale", "until")
+
+    def __init__(self, record: SessionRecord, scope: anyio.CancelScope, at: float) -> None:
+        self.record = record
+        self.scope = scope
+        self.until = float("inf")
+        #: When the store last confirmed the claim (``time.monotonic()``).
+        self.checked = at
+        #: Another process changed the session: read it again before sending.
+        self.stale = False
+        #: The fence let the request go: it may have reached the service.
+        self.sent = False
+
+    def held(self, at: float, lease: float) -> None:
+        """The store confirmed the claim at ``at``, with a lease of ``lease`` from then."""
+        self.checked = at
+        self.stale = False
+        self.until = at + lease * (1 - FENCE_MARGIN)
+
+    def lost(self) -> None:
+        """The claim no longer holds: its call must not be sent."""
+        self.until = float("-inf")
+
+
+class _Outage:
+    """Store failures as one period: a warning when they start, one line when they end
+    (a worker retries for as long as the store is away; no line per retry)."""
+
+    __slots__ = ("name", "since")
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.since: float | None = None
+
+    def failed(self, error: StoreError) -> None:
+        if self.since is None:
+            self.since = time.monotonic()
+            logger.warning(
+                "scheduler: the session store failed (%s); retrying until it answers", error
+            )
+
+    def recovered(self) -> None:
+        if self.since is not None:
+            logger.warning(
+                "scheduler: %s answers again after %.1f s",
+                self.name,
+                time.monotonic() - self.since,
+            )
+            self.since = None
+
+
+def _backoff(failures: int) -> float:
+    """Seconds to wait after ``failures`` store failures in a row (jittered, bounded)."""
+    return min(_BACKOFF_FIRST * 2.0 ** (failures - 1), _BACKOFF_MAX) * random.uniform(0.5, 1.0)
 
 
 def _called(record: SessionRecord) -> bool:
@@ -297,8 +391,9 @@ class ConfirmationScheduler(anyio.AsyncContextManagerMixin):
             weakref.WeakValueDictionary()
         )
         self._events: dict[str, anyio.Event] = {}
-        #: Calls in flight here: session id -> (its cancel scope, its claimed record).
-        self._in_flight: dict[str, tuple[anyio.CancelScope, SessionRecord]] = {}
+        #: Calls in flight here, by session id.
+        self._in_flight: dict[str, _Claim] = {}
+        self._outage = _Outage(store.name)
         self._starved = False
         self._refill_below = concurrency - (max(1, concurrency // 4) if store.durable else 1)
         self._tasks: TaskGroup | None = None
@@ -340,8 +435,8 @@ class ConfirmationScheduler(anyio.AsyncContextManagerMixin):
                 finally:
                     self._open = False
                     if not self.store.durable:
-                        for scope, _ in self._in_flight.values():
-                            scope.cancel()
+                        for claim in self._in_flight.values():
+                            claim.scope.cancel()
         finally:
             self._open = False
             for event in self._events.values():
@@ -441,10 +536,9 @@ class ConfirmationScheduler(anyio.AsyncContextManagerMixin):
             await self._refresh(session)
             return
         self._ended(updated, was_final=before.is_final)
-        if state is SessionState.CANCELLED:
-            held = self._in_flight.get(session.id)
-            if held is not None:
-                held[0].cancel()
+        held = self._in_flight.get(session.id)
+        if held is not None and (state is SessionState.CANCELLED or not held.sent):
+            held.scope.cancel()  # its call here stops; a verified one's answer is kept
         self._updated(updated)
 
     async def _wait_for(
@@ -523,6 +617,9 @@ class ConfirmationScheduler(anyio.AsyncContextManagerMixin):
             event.set()
 
     def _changed_elsewhere(self, session_id: str) -> None:
+        held = self._in_flight.get(session_id)
+        if held is not None:
+            held.stale = True  # settled, cancelled or verified there: look before dialling
         event = self._events.pop(session_id, None)
         if event is not None:
             event.set()  # the waiter reads the session again
@@ -530,7 +627,8 @@ class ConfirmationScheduler(anyio.AsyncContextManagerMixin):
     # -- placing the calls that are due -------------------------------------------------------
     async def _drive(self, tasks: TaskGroup) -> None:
         """The one driver: claim what is due (up to the free slots), start each call, sleep
-        until the next due time, a wake, or (durable) ``poll_interval``."""
+        until the next due time, a wake, or (durable) ``poll_interval``. A failing store is
+        retried with a bounded backoff for as long as it fails."""
         store = self.store
         in_flight = self._in_flight
         if store.lease is not None:
@@ -543,28 +641,20 @@ class ConfirmationScheduler(anyio.AsyncContextManagerMixin):
             if free > 0:
                 now = store.now()
                 try:
-                    claimed = await store.claim(now, free)
+                    claimed = await store.claim(now, free, exclude=in_flight.keys())
                     if len(claimed.calls) < free:
                         until = await store.next_due()
                     else:
                         self._starved = True  # more may be due: claim again as slots free
                 except StoreError as exc:
                     failures += 1
-                    until = now + min(2.0**failures * 0.05, store.poll_interval or 1.0)
-                    logger.warning("scheduler: %s; trying again", exc)
+                    self._outage.failed(exc)
+                    until = store.now() + _backoff(failures)
                 else:
-                    failures = 0
-                    for record in claimed.changed:
-                        self._updated(record)
-                        if record.state.is_final:
-                            self._ended(record, was_final=False, event=False)
-                    if claimed.changed and self.telemetry is not None:
-                        self.telemetry.settled(claimed.changed, store)
-                    for record in claimed.calls:
-                        scope = anyio.CancelScope()
-                        in_flight[record.id] = (scope, record)
-                        self._updated(record)
-                        tasks.start_soon(self._call, record, scope)
+                    if failures:
+                        failures = 0
+                        self._outage.recovered()
+                    self._start_calls(claimed, tasks)
                     if store.durable and until is not None:
                         if claimed.calls:
                             # Busy: gather what falls due in the next few milliseconds into
@@ -574,6 +664,34 @@ class ConfirmationScheduler(anyio.AsyncContextManagerMixin):
                             until = now + _CLAIM_GAP  # due rows locked by a peer's pass
             await store.wait(until)
 
+    def _start_calls(self, claimed: Claimed, tasks: TaskGroup) -> None:
+        """What a pass claimed: tell about the sessions it changed, start its calls."""
+        for record in claimed.changed:
+            self._updated(record)
+            if record.state.is_final:
+                self._ended(record, was_final=False, event=False)
+        if claimed.changed and self.telemetry is not None:
+            self.telemetry.settled(claimed.changed, self.store)
+        lease = self.store.lease
+        # A store that does not say when it stamped its claims: now (not before the claim).
+        at = claimed.at if claimed.at > 0 else time.monotonic()
+        for record in claimed.calls:
+            if record.id in self._in_flight:  # a store that ignored ``exclude``
+                logger.warning("scheduler: %s claimed a call already in flight here", record.id)
+                continue
+            claim = _Claim(record, anyio.CancelScope(), at)
+            if lease is not None:
+                claim.held(at, lease)
+            self._in_flight[record.id] = claim
+            self._updated(record)
+            tasks.start_soon(self._call, claim)
+
+    def _forget(self, claim: _Claim) -> None:
+        """The claim's call is over here: free its slot."""
+        if self._in_flight.get(claim.record.id) is claim:
+            del self._in_flight[claim.record.id]
+        self._slot_freed()
+
     def _slot_freed(self) -> None:
         """A call ended. A starved driver claims again once a quarter of its slots are free
         (a durable store's claim is a transaction: one per freed slot would cost more than
@@ -582,11 +700,39 @@ class ConfirmationScheduler(anyio.AsyncContextManagerMixin):
             self._starved = False
             self.store.wake()
 
-    async def _call(self, record: SessionRecord, scope: anyio.CancelScope) -> None:
+    async def _fence(self, claim: _Claim) -> None:
+        """Awaited by the client immediately before the call's request leaves: the claim
+        must still be this process's, with a third of its lease left (see the module doc).
+        A memory store's record is the live one: it only has to be still CALLING."""
+        if not self.store.durable:
+            if claim.record.state is not SessionState.CALLING:
+                raise _NotSent("its session ended", stalled=False)
+            claim.sent = True
+            return
+        if time.monotonic() >= claim.until:
+            raise _stalled()
+        if claim.stale or time.monotonic() - claim.checked > FRESH:
+            record = claim.record
+            try:
+                current = await self.store.load(record.id)
+            except StoreError:
+                pass  # no look possible: the lease alone decides (nobody can end it either)
+            else:
+                if current is None or not holds(current, record):
+                    claim.lost()
+                    raise _NotSent("its session moved on", stalled=False)
+                claim.checked = time.monotonic()
+                claim.stale = False
+            if time.monotonic() >= claim.until:
+                raise _stalled()
+        claim.sent = True
+
+    async def _call(self, claim: _Claim) -> None:
         """Place one claimed call and write down its answer (or its unknown outcome)."""
         if self.telemetry is None:
-            await self._place_claimed(record, scope, None)
+            await self._place_claimed(claim, None)
             return
+        record = claim.record
         with self._traced(
             "call",
             record.id,
@@ -596,37 +742,44 @@ class ConfirmationScheduler(anyio.AsyncContextManagerMixin):
             },
         ) as span:
             _telemetry_state(span, record)
-            await self._place_claimed(record, scope, span)
+            await self._place_claimed(claim, span)
 
-    async def _place_claimed(
-        self, record: SessionRecord, scope: anyio.CancelScope, span: Span | None
-    ) -> None:
+    async def _place_claimed(self, claim: _Claim, span: Span | None) -> None:
         store = self.store
+        record = claim.record
         request = record.request
         if request is None:  # cancelled after the claim, before this task ran: not sent
-            del self._in_flight[record.id]
-            self._slot_freed()
+            self._forget(claim)
             return
+        fence = functools.partial(self._fence, claim)
         result: PlaceCallResult | None = None
         error: PhoneConfirmError | None = None
+        not_sent: _NotSent | None = None
         try:
-            with scope:
+            with claim.scope:
                 try:
-                    result = await self.client.place(request, retry=self.retry)
+                    result = await self.client.place(request, retry=self.retry, fence=fence)
                 except CallOutcomeUnknownError:
                     pass  # a call may have gone out: it counts, and nothing is re-sent
+                except _NotSent as exc:
+                    not_sent = exc
                 except PhoneConfirmError as exc:
                     error = exc
         except anyio.get_cancelled_exc_class():
-            del self._in_flight[record.id]
+            self._forget(claim)
             if store.durable:  # closing: settle the claim now, not when its lease ends
                 with anyio.CancelScope(shield=True):
-                    await self._write(lambda: store.record_call(record, None, store.now()))
+                    if claim.sent:
+                        await self._write(lambda: store.record_call(record, None, store.now()))
+                    else:
+                        await self._write(lambda: store.release(record, store.now()))
             raise
-        del self._in_flight[record.id]
-        self._slot_freed()
-        if scope.cancelled_caught:
-            return  # the session was cancelled: it is CANCELLED already
+        self._forget(claim)
+        if claim.scope.cancelled_caught:
+            return  # the session was cancelled or verified: it is final already
+        if not_sent is not None:
+            await self._not_sent(claim, not_sent, span)
+            return
         if span is not None:
             _telemetry_call(span, result, error)
         if error is not None:
@@ -662,43 +815,63 @@ class ConfirmationScheduler(anyio.AsyncContextManagerMixin):
             if held is not None:
                 await self._write(lambda: self._refresh(held))
 
+    async def _not_sent(self, claim: _Claim, reason: _NotSent, span: Span | None) -> None:
+        """A fenced call that never left: give the claim back if it still holds (the
+        session is due again, the call not counted); a peer's settlement is left as it is."""
+        record = claim.record
+        level = logging.WARNING if reason.stalled else logging.INFO
+        logger.log(level, "session %s: call not sent: %s", record.id, reason)
+        if span is not None:
+            span.set_attribute("phoneconfirm.outcome", "not_sent")
+        store = self.store
+        updated = await self._write(lambda: store.release(record, store.now()))
+        if updated is not None:
+            self._updated(updated)
+
     async def _renew_claims(self, lease: float) -> None:
         """Keep this process's claims while their calls are in flight: every third of the
-        lease, one statement for all of them."""
+        lease, one statement for all of them. A claim the store no longer holds (a peer
+        settled it after this process stalled, its session ended) is never sent."""
         store = self.store
         while True:
             await anyio.sleep(lease / 3)
-            if self._in_flight:
-                records = [record for _, record in self._in_flight.values()]
-                try:
-                    await store.renew(records, store.now())
-                except StoreError as exc:
-                    logger.warning("scheduler: cannot renew %d claims: %s", len(records), exc)
+            if not self._in_flight:
+                continue
+            claims = list(self._in_flight.values())
+            try:
+                renewed = await store.renew([claim.record for claim in claims], store.now())
+            except StoreError as exc:
+                self._outage.failed(exc)  # the fence stops the calls whose lease runs out
+                continue
+            self._outage.recovered()
+            for claim in claims:
+                if claim.record.id in renewed.ids:
+                    claim.held(renewed.at, lease)
+                else:
+                    claim.lost()
 
     async def _write(self, write: Callable[[], Awaitable[_T]]) -> _T | None:
-        """A store write after a call, retried on StoreError for a while; on giving up the
-        claim stays and its lease settles it (the call counts, outcome unknown)."""
+        """A store write after a call, retried with a bounded backoff while the store fails
+        (its answer matters: the transaction number is what a verify needs). Each attempt is
+        shielded; once the scheduler is closing, one attempt, then the claim is left to its
+        lease (the call counts, outcome unknown)."""
         if not self.store.durable:
             return await write()
-        try:
-            with anyio.CancelScope(shield=True):
-                return await write()
-        except StoreError:
-            pass  # the first try is outside tenacity: a write that succeeds pays nothing
-        retrying = tenacity.AsyncRetrying(
-            stop=tenacity.stop_after_delay(_WRITE_PATIENCE),
-            wait=tenacity.wait_exponential(multiplier=0.05, max=2.0),
-            retry=tenacity.retry_if_exception_type(StoreError),
-            sleep=anyio.sleep,
-            reraise=True,
-        )
-
-        async def attempt() -> _T:
-            return await write()
-
-        try:
-            with anyio.CancelScope(shield=True):
-                return await retrying(attempt)
-        except StoreError as exc:
-            logger.error("scheduler: giving up a write after a call (lease settles it): %s", exc)
-        return None
+        failures = 0
+        while True:
+            closing = not self._open
+            with anyio.CancelScope(shield=True) as scope:
+                if closing:
+                    scope.deadline = anyio.current_time() + _CLOSING_PATIENCE
+                try:
+                    value = await write()
+                except StoreError as exc:
+                    self._outage.failed(exc)
+                else:
+                    self._outage.recovered()
+                    return value
+            if closing:
+                logger.warning("scheduler: closing with a write undone (its lease settles it)")
+                return None
+            failures += 1
+            await anyio.sleep(_backoff(failures))

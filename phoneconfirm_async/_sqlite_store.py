@@ -12,6 +12,7 @@ sqlite3 blocks: every call runs in a worker thread, one at a time per store.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import sqlite3
 import time
@@ -29,6 +30,7 @@ from phoneconfirm_async._durable import (
     encode_attempt,
     finished,
     record_from_row,
+    released,
     row_values,
     update_values,
 )
@@ -37,6 +39,7 @@ from phoneconfirm_async._models import PlaceCallResult
 from phoneconfirm_async._store import (
     ChangeHook,
     Claimed,
+    Renewed,
     SessionRecord,
     SessionState,
 )
@@ -81,6 +84,12 @@ _ANSWERED: Final = (
 _APPEND: Final = (
     "UPDATE sessions SET attempts = json_insert(attempts, '$[#]', json(?)) WHERE id = ?"
 )
+_DUE: Final = f"{_SELECT} WHERE due <= ? ORDER BY due LIMIT ? OFFSET ?"
+_DUE_EXCEPT: Final = (
+    f"{_SELECT} WHERE due <= ? AND id NOT IN (SELECT value FROM json_each(?)) "
+    "ORDER BY due LIMIT ? OFFSET ?"
+)
+_RENEW: Final = "UPDATE sessions SET due = ? WHERE id = ? AND state = 'calling' AND claimed_at = ?"
 
 
 class SQLiteStore:
@@ -179,13 +188,15 @@ class SQLiteStore:
         def run() -> _T:
             if not transaction:
                 return work(db)
-            db.execute("BEGIN IMMEDIATE")
+            db.execute("BEGIN IMMEDIATE")  # waits (up to the busy timeout) for the lock
             try:
                 value = work(db)
+                db.execute("COMMIT")
             except BaseException:
-                db.execute("ROLLBACK")
+                if db.in_transaction:  # a failed COMMIT too: never leave one open
+                    with contextlib.suppress(sqlite3.Error):
+                        db.execute("ROLLBACK")
                 raise
-            db.execute("COMMIT")
             return value
 
         try:
@@ -206,25 +217,28 @@ class SQLiteStore:
 
         return await self._run(work, transaction=False)
 
-    async def claim(self, now: float, limit: int) -> Claimed:
+    async def claim(self, now: float, limit: int, *, exclude: Collection[str] = ()) -> Claimed:
         self._waker.arm()
         lease, retain = self.lease, self._retain
+        skip = json.dumps(list(exclude)) if exclude else None
 
         def work(db: sqlite3.Connection) -> Claimed:
+            # The write lock is held: the claims' time is read now, not before the wait.
+            at, now = time.monotonic(), time.time()
             due = DuePass(now, limit, lease=lease, retain=retain)
             offset = 0
             while not due.full:
-                rows = db.execute(
-                    f"{_SELECT} WHERE due <= ? ORDER BY due LIMIT ? OFFSET ?",
-                    (now, due.batch, offset),
-                ).fetchall()
+                if skip is None:
+                    rows = db.execute(_DUE, (now, due.batch, offset)).fetchall()
+                else:
+                    rows = db.execute(_DUE_EXCEPT, (now, skip, due.batch, offset)).fetchall()
                 due.take(rows)
                 if len(rows) < due.batch:
                     break
                 offset += due.batch
             db.executemany(_UPDATE, due.updates)
             db.executemany("DELETE FROM sessions WHERE id = ?", due.deletes)
-            return due.claimed
+            return due.claimed._replace(at=at)
 
         claimed = await self._run(work)
         if claimed.changed:
@@ -243,26 +257,43 @@ class SQLiteStore:
                         db.execute, "PRAGMA wal_checkpoint(TRUNCATE)", limiter=self._limiter
                     )
 
-    async def renew(self, records: Collection[SessionRecord], now: float) -> None:
-        assert self.lease is not None
-        due = now + self.lease
-        held = [(due, r.id, SessionState.CALLING.value, r.claimed_at) for r in records]
+    async def renew(self, records: Collection[SessionRecord], now: float) -> Renewed:
+        lease = self.lease
+        assert lease is not None
+        claims = [(r.id, r.claimed_at) for r in records]
 
-        def work(db: sqlite3.Connection) -> None:
-            db.executemany(
-                "UPDATE sessions SET due = ? WHERE id = ? AND state = ? AND claimed_at = ?", held
+        def work(db: sqlite3.Connection) -> Renewed:
+            at, now = time.monotonic(), time.time()  # under the lock, as for a claim
+            held = frozenset(
+                session_id
+                for session_id, claimed_at in claims
+                if db.execute(_RENEW, (now + lease, session_id, claimed_at)).rowcount
             )
+            return Renewed(at, held)
 
-        await self._run(work)
+        return await self._run(work)
+
+    async def release(self, record: SessionRecord, now: float) -> SessionRecord | None:
+        def work(db: sqlite3.Connection) -> SessionRecord | None:
+            row = db.execute(f"{_SELECT} WHERE id = ?", (record.id,)).fetchone()
+            current = released(row, record, time.time())
+            if current is not None:
+                db.execute(_UPDATE, update_values(current))
+            return current
+
+        updated = await self._run(work)
+        if updated is not None:
+            self._waker.wake()
+        return updated
 
     async def record_call(
         self, record: SessionRecord, result: PlaceCallResult | None, now: float
     ) -> SessionRecord | None:
-        due = now + record.redial_interval
         attempt = None if result is None else encode_attempt(result)
 
         def work(db: sqlite3.Connection) -> SessionRecord | None:
             # The claim holds: one conditional UPDATE. It does not: keep the answer only.
+            due = time.time() + record.redial_interval
             row = db.execute(_ANSWERED, (due, attempt, record.id, record.claimed_at)).fetchone()
             if row is not None:
                 return record_from_row(row)
@@ -272,7 +303,7 @@ class SQLiteStore:
 
         updated = await self._run(work)
         if updated is not None:
-            self._waker.due(due)
+            self._waker.due(updated.due)
         return updated
 
     async def finish(

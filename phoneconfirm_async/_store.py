@@ -8,9 +8,14 @@ record a call's answer, and to end a session. Every kind of pending work is a ro
 - SCHEDULED or AWAITING_CODE with calls left: claim a call (CALLING, ``calls_made + 1``,
   ``claimed_at = now``, ``due = now + lease``);
 - AWAITING_CODE with no call left: EXHAUSTED;
-- CALLING whose lease ran out (its process died mid-call): AWAITING_CODE, the call counted
-  with an unknown outcome, the next one ``redial_interval`` after the claim;
+- CALLING whose lease ran out (its process died or stalled): AWAITING_CODE, the call
+  counted with an unknown outcome, the next one ``redial_interval`` after the lease ended
+  (the holder may have dialled until then, never later);
 - a final state past ``retain``: deleted.
+
+A durable store reads ``now`` for a claim while it holds its lock, so that a claim that
+waited for the lock does not start with part of its lease already gone. A claim whose call
+was never sent goes back (``release``): due again, its call not counted.
 
 Phone and code (the record's ``request``) are erased when a session reaches a final state.
 """
@@ -21,6 +26,7 @@ import contextlib
 import enum
 import heapq
 import itertools
+import time
 from collections.abc import AsyncIterator, Callable, Collection
 from dataclasses import dataclass
 from typing import Final, NamedTuple, Protocol, runtime_checkable
@@ -98,6 +104,17 @@ class Claimed(NamedTuple):
 
     calls: list[SessionRecord]
     changed: list[SessionRecord]
+    #: ``time.monotonic()`` read with the claims' ``claimed_at``, under the store's lock:
+    #: where their leases start on this process's clock.
+    at: float = 0.0
+
+
+class Renewed(NamedTuple):
+    """What ``SessionStore.renew`` did: the claims this process still holds, whose leases
+    now run from ``at`` (``time.monotonic()``, read with the new lease end)."""
+
+    at: float
+    ids: frozenset[str]
 
 
 #: Called with a session id when another process changed that session (a store that can
@@ -149,12 +166,23 @@ class SessionStore(Protocol):
         """The session, or None when unknown or deleted."""
         ...
 
-    async def claim(self, now: float, limit: int) -> Claimed:
-        """Settle every row due at ``now`` and claim at most ``limit`` calls."""
+    async def claim(self, now: float, limit: int, *, exclude: Collection[str] = ()) -> Claimed:
+        """Settle every row due at ``now`` and claim at most ``limit`` calls, leaving the
+        sessions in ``exclude`` (this process's calls in flight) alone.
+
+        A durable store reads its clock again once it holds its lock, stamps ``claimed_at``
+        and the lease with that reading, and returns ``time.monotonic()`` read with it.
+        """
         ...
 
-    async def renew(self, records: Collection[SessionRecord], now: float) -> None:
-        """Extend the leases of the calls this process has in flight (those still held)."""
+    async def renew(self, records: Collection[SessionRecord], now: float) -> Renewed:
+        """Extend the leases of the calls this process has in flight; say which claims
+        still hold (the others were settled elsewhere, or their session ended)."""
+        ...
+
+    async def release(self, record: SessionRecord, now: float) -> SessionRecord | None:
+        """Give back a claimed call that was never sent, if the claim still holds: the
+        session is due again at ``now`` and the call is not counted."""
         ...
 
     async def record_call(
@@ -214,9 +242,9 @@ def settle_due(
     if state in FINAL_STATES:
         return None
     if state is SessionState.CALLING:  # the lease ran out: the call counts, unknown outcome
-        assert record.claimed_at is not None
         record.state = SessionState.AWAITING_CODE
-        record.due = record.claimed_at + record.redial_interval
+        # ``due`` was the lease's end: its holder may have dialled until then, never later.
+        record.due += record.redial_interval
         if record.due > now:
             return False
     if record.calls_made >= record.calls_allowed:
@@ -242,6 +270,18 @@ def end(
     record.due = now + retain
     if error is not None:
         record.error = error
+
+
+def holds(current: SessionRecord, claim: SessionRecord) -> bool:
+    """Whether ``claim`` (a record as claimed) is still the session's current claim."""
+    return current.state is SessionState.CALLING and current.claimed_at == claim.claimed_at
+
+
+def release(record: SessionRecord, now: float) -> None:
+    """A claimed call that was never sent: due again at ``now``, the call not counted."""
+    record.calls_made -= 1
+    record.state = SessionState.AWAITING_CODE if record.calls_made else SessionState.SCHEDULED
+    record.due = now
 
 
 def answered(record: SessionRecord, result: PlaceCallResult | None, now: float) -> None:
@@ -317,10 +357,11 @@ class MemoryStore:
     async def load(self, session_id: str) -> SessionRecord | None:
         return self._records.get(session_id)
 
-    async def claim(self, now: float, limit: int) -> Claimed:
+    async def claim(self, now: float, limit: int, *, exclude: Collection[str] = ()) -> Claimed:
+        # ``exclude`` needs no look: a record in CALLING is never due here (no lease).
         heap = self._heap
         self._wake = anyio.Event()  # what is added from now on wakes the next wait
-        claimed = Claimed([], [])
+        claimed = Claimed([], [], time.monotonic())
         while heap and heap[0][0] <= now and len(claimed.calls) < limit:
             due, _, record = heapq.heappop(heap)
             if due != record.due or record.id not in self._records:
@@ -334,8 +375,22 @@ class MemoryStore:
                 self._push(record)
         return claimed
 
-    async def renew(self, records: Collection[SessionRecord], now: float) -> None:
-        return  # no leases: nobody else could settle a claim
+    async def renew(self, records: Collection[SessionRecord], now: float) -> Renewed:
+        # No leases (nobody else could settle a claim): say which claims still hold.
+        ids = frozenset(
+            record.id
+            for record in records
+            if (current := self._records.get(record.id)) is not None and holds(current, record)
+        )
+        return Renewed(time.monotonic(), ids)
+
+    async def release(self, record: SessionRecord, now: float) -> SessionRecord | None:
+        current = self._records.get(record.id)
+        if current is None or not holds(current, record):
+            return None
+        release(current, now)
+        self._push(current)
+        return current
 
     async def record_call(
         self, record: SessionRecord, result: PlaceCallResult | None, now: float
