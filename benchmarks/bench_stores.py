@@ -155,7 +155,9 @@ def _postgres(directory: Path) -> Iterator[str]:
 
 
 @contextmanager
-def _workers(store_url: str, base_url: str) -> Iterator[None]:
+def _workers(store_url: str, base_url: str, logs: Path) -> Iterator[None]:
+    """The worker processes, each with its log in ``logs`` (a file, not a pipe that nobody
+    reads during the run: a worker that logs much would block on a full pipe)."""
     env = dict(os.environ)
     env.update(
         PHONECONFIRM_API_KEY=API_KEY,
@@ -163,28 +165,37 @@ def _workers(store_url: str, base_url: str) -> Iterator[None]:
         PHONECONFIRM_BASE_URL=base_url,
         PHONECONFIRM_STORE=store_url,
     )
-    processes = [
-        subprocess.Popen(
-            [sys.executable, "-m", "phoneconfirm_async.cli", "worker"],
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        for _ in range(WORKERS)
-    ]
+    paths = [logs / f"worker-{n}.log" for n in range(WORKERS)]
+    processes = []
+    for path in paths:
+        with path.open("w") as log:
+            processes.append(
+                subprocess.Popen(
+                    [sys.executable, "-m", "phoneconfirm_async.cli", "worker"],
+                    env=env,
+                    stdout=subprocess.DEVNULL,
+                    stderr=log,
+                    text=True,
+                )
+            )
     try:
-        for process in processes:  # each says so once it has opened the store
-            assert process.stderr is not None
-            line = process.stderr.readline()
-            if "placing the due calls" not in line:
-                raise RuntimeError(f"worker did not start: {line!r}")
+        for process, path in zip(processes, paths, strict=True):
+            _wait_for_start(process, path)
         yield
     finally:
         for process in processes:
             process.send_signal(signal.SIGTERM)
         for process in processes:
             reap(process, timeout=30)
+
+
+def _wait_for_start(process: subprocess.Popen[str], log: Path) -> None:
+    """Until the worker says it opened the store (it exits, or 60 s pass: an error)."""
+    deadline = time.monotonic() + 60
+    while "placing the due calls" not in log.read_text():
+        if process.poll() is not None or time.monotonic() > deadline:
+            raise RuntimeError(f"worker did not start: {log.read_text()[-2000:]!r}")
+        time.sleep(0.05)
 
 
 async def _schedule_due(
@@ -257,7 +268,7 @@ def _postgres_results(quick: bool) -> list[Result]:
         try:
             url = f"{dsn}&table=bench_sessions"
             ceiling = asyncio.run(_raw_aiohttp_rate(emulator.base_url, count))
-            with _workers(url, emulator.base_url):
+            with _workers(url, emulator.base_url, Path(tmp)):
                 # Throughput: every session due at one instant, a few seconds ahead.
                 lead = count / 400 + 2  # scheduling them all must end before the first is due
                 before = len(emulator.calls)

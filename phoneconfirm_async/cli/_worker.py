@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import signal
+from collections.abc import Iterator
 from typing import Any
 
 import anyio
@@ -71,5 +74,22 @@ def worker(
                     break
         click.echo("phoneconfirm worker: stopped", err=True)
 
-    with telemetry_options(otel) as telemetry, interrupt_exits():
+    with telemetry_options(otel) as telemetry, interrupt_exits(), _logging_to_stderr():
         run_async(lambda: run(telemetry))
+
+
+@contextlib.contextmanager
+def _logging_to_stderr() -> Iterator[None]:
+    """The library's log lines on stderr, from INFO up: a worker is a service, and what it
+    says (a store that failed and came back, calls not sent after a stall) is its log."""
+    library = logging.getLogger("phoneconfirm_async")
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("phoneconfirm worker: %(levelname)s: %(message)s"))
+    level = library.level
+    library.addHandler(handler)
+    library.setLevel(logging.INFO)
+    try:
+        yield
+    finally:
+        library.removeHandler(handler)
+        library.setLevel(level)
