@@ -14,13 +14,17 @@ from typing import Final
 import aiohttp
 from yarl import URL
 
+from phoneconfirm_async._errors import TransportError
 from phoneconfirm_async._parsers import MAX_BODY_BYTES
 from phoneconfirm_async._transport import (
+    KEEPALIVE_EXPIRY,
+    NOT_WRITTEN,
     Classes,
     TransportRequest,
     TransportResponse,
     attempt_timed_out,
     classify,
+    exception_summary,
 )
 
 _MAX_PREFIXES: Final = 64
@@ -123,8 +127,12 @@ class AiohttpTransport:
 
     name: Final = "aiohttp"
 
-    def __init__(self, max_concurrency: int) -> None:
-        connector = aiohttp.TCPConnector(limit=max_concurrency, limit_per_host=0)
+    def __init__(
+        self, max_concurrency: int, *, keepalive_expiry: float = KEEPALIVE_EXPIRY
+    ) -> None:
+        connector = aiohttp.TCPConnector(
+            limit=max_concurrency, limit_per_host=0, keepalive_timeout=keepalive_expiry
+        )
         self.session = aiohttp.ClientSession(
             connector=connector, auto_decompress=True, raise_for_status=False
         )
@@ -192,7 +200,7 @@ class AiohttpTransport:
                     body = await _read_capped(response.content, request.max_body)
                 answer = _response((response.status, headers, body))
         except (TimeoutError, aiohttp.ClientError) as exc:
-            failure = classify(exc, _NOT_SENT, _SENT)
+            failure = classify_failure(exc)
         except asyncio.CancelledError:
             # Ours and nobody else's: the attempt outlived its bound.
             if watch is not None and watch.fired and watch.task.uncancel() == 0:
@@ -219,6 +227,21 @@ class AiohttpTransport:
         """Close the session and its connections."""
         self._deadlines.close()
         await self.session.close()
+
+
+#: What aiohttp says when the connection closed before a byte of the request was written
+#: (its writer checks the transport first); any other text is taken as sent.
+_CLOSED_BEFORE_WRITING: Final = "Cannot write to closing transport"
+
+
+def classify_failure(exc: BaseException) -> TransportError:
+    """aiohttp's failure as a TransportError; a request that was refused by a connection
+    already closing (a pooled one the server had just closed) was never sent."""
+    if isinstance(exc, aiohttp.ClientConnectionResetError) and str(exc) == (
+        _CLOSED_BEFORE_WRITING
+    ):
+        return TransportError(exception_summary(exc), sent=False, kind=NOT_WRITTEN)
+    return classify(exc, _NOT_SENT, _SENT)
 
 
 async def _read_capped(stream: aiohttp.StreamReader, cap: int) -> bytes:

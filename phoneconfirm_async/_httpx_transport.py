@@ -1,7 +1,9 @@
 """The httpx transports: over a caller's ``httpx.AsyncClient``, or over pools the client owns.
 
 Both run on any anyio backend. httpx has no timeout for a whole request, so an attempt runs
-in a cancel scope of ``attempt_timeout``.
+in a cancel scope of ``attempt_timeout``. The pools the client owns reuse an idle connection
+for ``KEEPALIVE_EXPIRY`` seconds at most; before reusing one, httpcore also checks that the
+server has not closed it.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import anyio
 import httpx
 
 from phoneconfirm_async._transport import (
+    KEEPALIVE_EXPIRY,
     Classes,
     TransportRequest,
     TransportResponse,
@@ -83,9 +86,16 @@ class PooledHttpxTransport:
     name: Final = "httpx"
     shard_size: Final = 2
 
-    def __init__(self, max_concurrency: int, timeout: float | None) -> None:
+    def __init__(
+        self,
+        max_concurrency: int,
+        timeout: float | None,
+        *,
+        keepalive_expiry: float = KEEPALIVE_EXPIRY,
+    ) -> None:
         shards = -(-max_concurrency // self.shard_size)
         self._timeout = timeout
+        self.keepalive_expiry = keepalive_expiry
         self._clients: list[httpx.AsyncClient | None] = [None] * shards
         # Each pool appears once per connection it may hold; the last pool is used first.
         self._free = [i for i in reversed(range(shards)) for _ in range(self.shard_size)]
@@ -97,7 +107,9 @@ class PooledHttpxTransport:
             if self._ssl_context is None:
                 self._ssl_context = httpx.create_ssl_context()
             limits = httpx.Limits(
-                max_connections=self.shard_size, max_keepalive_connections=self.shard_size
+                max_connections=self.shard_size,
+                max_keepalive_connections=self.shard_size,
+                keepalive_expiry=self.keepalive_expiry,
             )
             client = httpx.AsyncClient(
                 limits=limits, timeout=self._timeout, verify=self._ssl_context

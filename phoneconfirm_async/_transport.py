@@ -22,6 +22,17 @@ from phoneconfirm_async._parsers import MAX_BODY_BYTES
 
 #: ``TransportError.kind`` of an attempt that outlasted ``attempt_timeout`` or the deadline.
 ATTEMPT_TIMEOUT: Final = "attempt_timeout"
+#: ``TransportError.kind`` of a request that failed before its headers were written whole:
+#: the service cannot have acted on it (``sent=False``).
+NOT_WRITTEN: Final = "not_written"
+#: Seconds a pooled connection may sit idle and still be reused by the built-in transports.
+#: Servers close idle connections on their own clock: uvicorn, hypercorn, Node.js and
+#: Apache httpd after 5 s, gunicorn's threaded and async workers after 2 s. A request
+#: written just as the server closes is lost before the server read it, yet the client
+#: cannot tell it from one the server received: for a placement, an unknown outcome and a
+#: redial spent for nothing. Below every such default, with room for the network's delay,
+#: the client is the one that closes first. (httpx's own default is 5 s, aiohttp's 15 s.)
+KEEPALIVE_EXPIRY: Final = 1.5
 
 
 class TransportRequest(NamedTuple):
