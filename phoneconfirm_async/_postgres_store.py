@@ -40,7 +40,7 @@ from phoneconfirm_async._durable import (
     update_values,
 )
 from phoneconfirm_async._errors import ConfigurationError, PhoneConfirmError, StoreError
-from phoneconfirm_async._lifetime import running_on_asyncio
+from phoneconfirm_async._lifetime import background_tasks, running_on_asyncio
 from phoneconfirm_async._models import PlaceCallResult
 from phoneconfirm_async._store import (
     ChangeHook,
@@ -199,8 +199,9 @@ class PostgresStore:
                     )
                     stack.push_async_callback(_close_pool, pool)
                 await self._create_schema(pool)
-                tasks = await stack.enter_async_context(anyio.create_task_group())
-                stack.callback(tasks.cancel_scope.cancel)  # runs first: stop listening
+                # Leaving cancels it first (then the pool closes); an exception of the
+                # block goes through unwrapped.
+                tasks = await stack.enter_async_context(background_tasks())
                 await tasks.start(self._keep_listening, pool, listen)
             except db_errors() as exc:
                 raise ConfigurationError(

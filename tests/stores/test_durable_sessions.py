@@ -252,3 +252,12 @@ async def test_records_and_sessions_show_no_phone_or_code(
         for text in (repr(session), repr(record), repr(web), repr(web.store)):
             assert PHONE not in text
             assert CODE not in text
+
+
+async def test_an_error_in_the_block_comes_out_as_it_is(
+    make_store: StoreFactory, emulator: Emulator
+) -> None:
+    """Not wrapped in an exception group by the store's or the scheduler's own tasks."""
+    with pytest.raises(KeyError, match="raised in the block"):
+        async with client_for(emulator) as client, client.scheduler(store=make_store()):
+            raise KeyError("raised in the block")

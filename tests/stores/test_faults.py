@@ -434,17 +434,8 @@ async def test_terminated_connections_are_replaced(
             run.start_worker()
         for reached in (40, 120):
             await run.calls_reach(reached)
-            connection = await asyncpg.connect(dsn)
-            try:
-                # In the select list: evaluated for the workers' rows only.
-                terminated = await connection.fetch(
-                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                    "WHERE application_name = $1",
-                    WORKER_APP,
-                )
-            finally:
-                await connection.close()
-            assert len(terminated) >= WORKERS  # at least each worker's listening connection
+            # At least each worker's listening connection.
+            assert await terminate(dsn, WORKER_APP) >= WORKERS
             await run.cancel_calling(4)
     check(run, await figures(run))
 
@@ -468,3 +459,52 @@ async def test_a_restarted_database_leaves_nothing_unfinished(
         assert text.count("retrying until it answers") == text.count("answers again after")
         assert "answers again after" in text
         assert "listening for notifications again" in text
+
+
+async def test_every_public_call_says_store_error_when_its_connections_die(
+    postgres_dsn: str, emulator: Emulator
+) -> None:
+    """With every connection of the web tier terminated before each call, ``schedule``,
+    ``get``, ``verify``, ``cancel`` and ``wait`` answer or raise ``StoreError``, nothing
+    else; the next call works again, and leaving the block raises nothing."""
+    app = "phoneconfirm-fault-web"
+    url = f"{postgres_dsn}&table=faults_public&application_name={app}&poll_interval=0.05"
+    client = PhoneConfirmClient(API_KEY, DOMAIN, base_url=emulator.base_url)
+    async with client, client.scheduler(store=store_from_url(url), drive=False) as web:
+        session = await web.schedule("5555550100", country_code="1", code="2468")
+        calls: list[Callable[[], Awaitable[object]]] = [
+            functools.partial(web.schedule, "5555550101", country_code="1", code="2468"),
+            functools.partial(web.get, session.id),
+            functools.partial(session.verify, "2468"),
+            session.cancel,
+            session.wait,
+        ]
+        failed = 0
+        assert await terminate(postgres_dsn, app) > 0
+        for call in calls:
+            await terminate(postgres_dsn, app)  # and those the last call opened
+            for attempt in range(2):  # the second one works again
+                try:
+                    await call()
+                except StoreError:
+                    assert attempt == 0
+                    failed += 1
+                except ValidationError:
+                    pass  # verify: no call was answered yet (the store was read: it works)
+        assert await web.get(session.id) is not None
+        assert session.state is SessionState.CANCELLED
+    print(f"\npublic calls that raised StoreError after their connections died: {failed}/5")
+
+
+async def terminate(dsn: str, application_name: str) -> int:
+    """``pg_terminate_backend`` on every connection of ``application_name``; how many."""
+    connection = await asyncpg.connect(dsn)
+    try:
+        # In the select list: evaluated for the matching rows only.
+        rows = await connection.fetch(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = $1",
+            application_name,
+        )
+    finally:
+        await connection.close()
+    return len(rows)
