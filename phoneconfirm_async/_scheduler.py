@@ -651,9 +651,8 @@ class ConfirmationScheduler(anyio.AsyncContextManagerMixin):
                     self._outage.failed(exc)
                     until = store.now() + _backoff(failures)
                 else:
-                    if failures:
-                        failures = 0
-                        self._outage.recovered()
+                    failures = 0
+                    self._outage.recovered()
                     self._start_calls(claimed, tasks)
                     if store.durable and until is not None:
                         if claimed.calls:
