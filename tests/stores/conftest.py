@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import os
 import secrets
 import warnings
 from collections.abc import Iterator
@@ -11,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from phoneconfirm_async import PostgresStore, SessionStore, SQLiteStore
+from tests.conftest import API_KEY, DOMAIN, ENV_NAMES
 
 
 class StoreFactory:
@@ -73,3 +75,16 @@ def make_store(store_kind: str, tmp_path: Path, request: pytest.FixtureRequest) 
         return StoreFactory("sqlite", path=path)
     dsn = str(request.getfixturevalue("postgres_dsn"))
     return StoreFactory("postgres", path=path, dsn=dsn, table=f"sessions_{secrets.token_hex(4)}")
+
+
+def worker_env(store_url: str, base_url: str) -> dict[str, str]:
+    """The environment of a ``phoneconfirm worker`` process on ``store_url`` that places
+    its calls with the emulator at ``base_url`` (none of the test's own settings)."""
+    env = {name: value for name, value in os.environ.items() if name not in ENV_NAMES}
+    env.update(
+        PHONECONFIRM_API_KEY=API_KEY,
+        PHONECONFIRM_DOMAIN=DOMAIN,
+        PHONECONFIRM_BASE_URL=base_url,
+        PHONECONFIRM_STORE=store_url,
+    )
+    return env

@@ -21,7 +21,6 @@ import collections
 import contextlib
 import functools
 import itertools
-import os
 import signal
 import sqlite3
 import subprocess
@@ -48,7 +47,8 @@ from phoneconfirm_async import (
     store_from_url,
 )
 from phoneconfirm_async.emulator import Emulator
-from tests.conftest import API_KEY, DOMAIN, ENV_NAMES, EmulatorFactory
+from tests.conftest import API_KEY, DOMAIN, EmulatorFactory
+from tests.stores.conftest import worker_env
 
 pytestmark = [pytest.mark.anyio, pytest.mark.slow]
 
@@ -88,13 +88,7 @@ class Run:
     store_errors: int = 0
 
     def start_worker(self, *options: str) -> subprocess.Popen[bytes]:
-        env = {name: value for name, value in os.environ.items() if name not in ENV_NAMES}
-        env.update(
-            PHONECONFIRM_API_KEY=API_KEY,
-            PHONECONFIRM_DOMAIN=DOMAIN,
-            PHONECONFIRM_BASE_URL=self.emulator.base_url,
-            PHONECONFIRM_STORE=worker_url(self.url),
-        )
+        env = worker_env(worker_url(self.url), self.emulator.base_url)
         log = self.tmp / f"worker-{len(self.workers)}.log"
         with log.open("wb") as stderr:  # a file, not a pipe: a chatty worker never blocks
             process = subprocess.Popen(

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import collections
 import itertools
-import os
 import signal
 import subprocess
 import sys
@@ -25,7 +24,8 @@ from phoneconfirm_async import (
     store_from_url,
 )
 from phoneconfirm_async.emulator import Emulator
-from tests.conftest import API_KEY, DOMAIN, ENV_NAMES, EmulatorFactory
+from tests.conftest import API_KEY, DOMAIN, EmulatorFactory
+from tests.stores.conftest import worker_env
 
 pytestmark = [pytest.mark.anyio, pytest.mark.slow]
 
@@ -53,16 +53,9 @@ def anyio_backend() -> str:
 
 
 def start_worker(store_url: str, emulator: Emulator) -> subprocess.Popen[bytes]:
-    env = {name: value for name, value in os.environ.items() if name not in ENV_NAMES}
-    env.update(
-        PHONECONFIRM_API_KEY=API_KEY,
-        PHONECONFIRM_DOMAIN=DOMAIN,
-        PHONECONFIRM_BASE_URL=emulator.base_url,
-        PHONECONFIRM_STORE=store_url,
-    )
     return subprocess.Popen(
         [sys.executable, "-m", "phoneconfirm_async.cli", "worker"],
-        env=env,
+        env=worker_env(store_url, emulator.base_url),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
     )
