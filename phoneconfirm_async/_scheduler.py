@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any, Final, Self, TypeVar
 
 import anyio
 import anyio.lowlevel
+import tenacity
 from anyio.abc import TaskGroup
 
 from phoneconfirm_async import _validation
@@ -850,27 +851,35 @@ class ConfirmationScheduler(anyio.AsyncContextManagerMixin):
                     claim.lost()
 
     async def _write(self, write: Callable[[], Awaitable[_T]]) -> _T | None:
-        """A store write after a call, retried with a bounded backoff while the store fails
-        (its answer matters: the transaction number is what a verify needs). Each attempt is
-        shielded; once the scheduler is closing, one attempt, then the claim is left to its
-        lease (the call counts, outcome unknown)."""
+        """A store write after a call, retried (tenacity, jittered backoff up to 2 s) for as
+        long as the store fails: its answer matters, the transaction number is what a
+        verify needs. Each attempt is shielded; once the scheduler is closing, one attempt
+        more, then the claim is left to its lease (the call counts, outcome unknown)."""
         if not self.store.durable:
             return await write()
-        failures = 0
-        while True:
-            closing = not self._open
+
+        async def attempt() -> _T:
             with anyio.CancelScope(shield=True) as scope:
-                if closing:
+                if not self._open:
                     scope.deadline = anyio.current_time() + _CLOSING_PATIENCE
                 try:
                     value = await write()
                 except StoreError as exc:
                     self._outage.failed(exc)
-                else:
-                    self._outage.recovered()
-                    return value
-            if closing:
-                logger.warning("scheduler: closing with a write undone (its lease settles it)")
-                return None
-            failures += 1
-            await anyio.sleep(_backoff(failures))
+                    raise
+                self._outage.recovered()
+                return value
+            raise StoreError("no answer while closing", store=self.store.name)
+
+        retrying = tenacity.AsyncRetrying(
+            stop=lambda _: not self._open,
+            wait=tenacity.wait_random_exponential(multiplier=_BACKOFF_FIRST, max=_BACKOFF_MAX),
+            retry=tenacity.retry_if_exception_type(StoreError),
+            sleep=anyio.sleep,
+            reraise=True,
+        )
+        try:
+            return await retrying(attempt)
+        except StoreError:
+            logger.warning("scheduler: closing with a write undone (its lease settles it)")
+            return None

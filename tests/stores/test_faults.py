@@ -370,10 +370,12 @@ async def test_a_worker_paused_past_its_lease_dials_nothing_it_lost(
     """SIGSTOP a worker holding claimed calls (a rate limit queues them) for longer than its
     lease; peers settle them, the web tier cancels some; after SIGCONT it dials none."""
     async with fault_run(store_url, make_emulator, tmp_path) as run:
-        paused = run.start_worker("--concurrency", "20", "--rate", "10")
+        # First on the store, and slow to dial: it holds up to 20 claims, 2 sent a second.
+        paused = run.start_worker("--concurrency", "20", "--rate", "2")
+        assert await anyio.to_thread.run_sync(run.emulator.wait_for_requests, 2, 30.0)
         for _ in range(WORKERS - 1):
             run.start_worker()
-        await run.calls_reach(15)
+        await run.calls_reach(10)
         paused.send_signal(signal.SIGSTOP)
         # Some of the calls claimed now are the paused worker's, not sent yet.
         assert await run.cancel_calling(2) > 0
