@@ -256,7 +256,9 @@ async def figures(run: Run) -> Figures:
 
 
 def check(run: Run, seen: Figures) -> None:
-    print(f"\n{seen}")  # the figures the closing note of the faults issue quotes
+    # The figures the closing note of the faults issue quotes (and how often the web tier
+    # met a StoreError: an error page to retry, never a crash).
+    print(f"\n{seen} web_store_errors={run.store_errors}")
     assert seen.exit_codes == [0] * len(run.workers), "\n".join(
         log.read_text(errors="replace")[-3000:] for log in run.logs
     )
