@@ -25,21 +25,21 @@ from phoneconfirm_async._models import VerifyRequest as VerifyRequest
 from phoneconfirm_async._models import VerifyResult as VerifyResult
 from phoneconfirm_async._parsers import ParserRegistry as ParserRegistry
 from phoneconfirm_async._parsers import ResponseParser as ResponseParser
-from phoneconfirm_async._postgres_store import PostgresStore as PostgresStore
 from phoneconfirm_async._retry import RetryEvent as RetryEvent
 from phoneconfirm_async._retry import RetryPolicy as RetryPolicy
 from phoneconfirm_async._scheduler import ConfirmationScheduler as ConfirmationScheduler
-from phoneconfirm_async._scheduler import ConfirmationSession as ConfirmationSession
-from phoneconfirm_async._sqlite_store import SQLiteStore as SQLiteStore
-from phoneconfirm_async._store import MemoryStore as MemoryStore
-from phoneconfirm_async._store import SessionRecord as SessionRecord
-from phoneconfirm_async._store import SessionState as SessionState
-from phoneconfirm_async._store import SessionStore as SessionStore
-from phoneconfirm_async._store_url import store_from_url as store_from_url
-from phoneconfirm_async._transport import Transport as Transport
-from phoneconfirm_async._transport import TransportRequest as TransportRequest
-from phoneconfirm_async._transport import TransportResponse as TransportResponse
+from phoneconfirm_async._session import ConfirmationSession as ConfirmationSession
+from phoneconfirm_async._transports._seam import Transport as Transport
+from phoneconfirm_async._transports._seam import TransportRequest as TransportRequest
+from phoneconfirm_async._transports._seam import TransportResponse as TransportResponse
 from phoneconfirm_async._version import __version__ as __version__
+from phoneconfirm_async.stores import MemoryStore as MemoryStore
+from phoneconfirm_async.stores import PostgresStore as PostgresStore
+from phoneconfirm_async.stores import SessionRecord as SessionRecord
+from phoneconfirm_async.stores import SessionState as SessionState
+from phoneconfirm_async.stores import SessionStore as SessionStore
+from phoneconfirm_async.stores import SQLiteStore as SQLiteStore
+from phoneconfirm_async.stores import store_from_url as store_from_url
 
 __all__ = [
     "ApiError",

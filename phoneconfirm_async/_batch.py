@@ -11,15 +11,16 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Iterable, Iterator, Mapping
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Generic, Self, TypeVar
+from typing import Any, Generic, Self, TypeVar
 
 import anyio
 import anyio.lowlevel
 from anyio.abc import TaskGroup
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
+from phoneconfirm_async._batch_input import RowReader
 from phoneconfirm_async._engine import RequestEngine
 from phoneconfirm_async._errors import (
     CallOutcomeUnknownError,
@@ -36,9 +37,7 @@ from phoneconfirm_async._models import (
     VerifyRequest,
     VerifyResult,
 )
-
-if TYPE_CHECKING:
-    from phoneconfirm_async._telemetry import Telemetry
+from phoneconfirm_async._observe import BatchObserver
 
 RequestT = TypeVar("RequestT", PlaceCallRequest, VerifyRequest)
 ResultT = TypeVar("ResultT", PlaceCallResult, VerifyResult)
@@ -126,32 +125,17 @@ class _Batch(Generic[RequestT, ResultT]):
     # -- the run ----------------------------------------------------------------------------
     async def run(self, send: MemoryObjectSendStream[BatchItem[RequestT, ResultT]]) -> None:
         """Produce every item into ``send``; keep a failure for the consumer to raise."""
-        telemetry: Telemetry | None = getattr(self.engine, "telemetry", None)
-        if telemetry is None:
-            await self._run(send)
-            return
-        # One span for the batch, its requests' spans its children; row counts at the end.
-        with telemetry.batch(
-            self.operation, self.concurrency, self.journal_path is not None
-        ) as span:
+        journal = self.journal_path is not None
+        with _observer(self.engine).batch(self.operation, self.concurrency, journal) as span:
             try:
                 await self._run(send)
             finally:
-                span.set_attributes(
-                    {
-                        "phoneconfirm.batch.rows": self.answered + self.failed,
-                        "phoneconfirm.batch.rows_answered": self.answered,
-                        "phoneconfirm.batch.rows_failed": self.failed,
-                        "phoneconfirm.batch.rows_from_journal": self.replayed,
-                    }
+                span.done(
+                    answered=self.answered,
+                    failed=self.failed,
+                    replayed=self.replayed,
+                    error=self.error,
                 )
-            if self.error is not None:
-                from phoneconfirm_async._telemetry import fail_span
-
-                span.set_attribute("phoneconfirm.outcome", "error")
-                fail_span(span, self.error)
-            else:
-                span.set_attribute("phoneconfirm.outcome", "completed")
 
     async def _run(self, send: MemoryObjectSendStream[BatchItem[RequestT, ResultT]]) -> None:
         try:
@@ -160,7 +144,7 @@ class _Batch(Generic[RequestT, ResultT]):
                     self.journal = await Journal.open(
                         self.journal_path, self.operation, self.journal_key
                     )
-                reader = _Reader(self.rows, self.journal)
+                reader = RowReader(self.rows, self.journal)
                 try:
                     async with anyio.create_task_group() as tg:
                         for _ in range(self.concurrency):
@@ -175,7 +159,7 @@ class _Batch(Generic[RequestT, ResultT]):
             self.error = exc
 
     async def _work(
-        self, reader: _Reader, send: MemoryObjectSendStream[BatchItem[RequestT, ResultT]]
+        self, reader: RowReader, send: MemoryObjectSendStream[BatchItem[RequestT, ResultT]]
     ) -> None:
         """A worker: take the next row, emit its item, until the input ends.
 
@@ -265,81 +249,6 @@ class _Batch(Generic[RequestT, ResultT]):
                 index, request, None, CallOutcomeUnknownError(cause), from_journal=True
             )
         return None  # failed rows (nothing was phoned) and verifications are sent again
-
-
-class _Reader:
-    """The input, shared by the workers: each ``next()`` takes one row and its index.
-
-    Rows are read in order, and so are their journal records (the journal streams them by
-    index). A plain iterable without a journal is read without a task switch, so no lock is
-    needed: no other worker can run between two steps of one read. An async input, or the
-    journal reading its next chunk, may switch tasks: then reads take a lock.
-    """
-
-    def __init__(self, rows: Iterable[Any] | AsyncIterable[Any], journal: Journal | None) -> None:
-        self.journal = journal
-        self.rows: Iterator[Any] | None = None
-        self.source: AsyncIterator[Any] | None = None
-        if isinstance(rows, AsyncIterable):
-            self.source = aiter(rows)
-        else:
-            self.rows = iter(rows)
-        self.index = 0
-        self.done = False
-        self.error: BaseException | None = None
-        self.lock = anyio.Lock()
-
-    @property
-    def plain(self) -> bool:
-        """A plain iterable without a journal: ``take`` reads it, no task switch."""
-        return self.rows is not None and self.journal is None
-
-    async def next(self) -> tuple[int, Any, Record | None] | None:
-        if self.plain:
-            return self.take()
-        try:
-            self.lock.acquire_nowait()  # uncontended for a sync input: no task switch
-        except anyio.WouldBlock:
-            await self.lock.acquire()
-        try:
-            if self.done:
-                return None
-            try:
-                if self.source is not None:
-                    row = await anext(self.source)
-                else:
-                    assert self.rows is not None
-                    row = next(self.rows)
-            except (StopAsyncIteration, StopIteration):
-                self.done = True
-                return None
-            except Exception as exc:  # the input failed: finish the rows in flight, then
-                self.done = True  # the consumer raises it
-                self.error = exc
-                return None
-            index = self.index
-            self.index += 1
-            record = await self.journal.lookup(index) if self.journal is not None else None
-            return index, row, record
-        finally:
-            self.lock.release()
-
-    def take(self) -> tuple[int, Any, None] | None:
-        """The next row of a plain input (no journal)."""
-        if self.done:
-            return None
-        try:
-            row = next(self.rows)  # type: ignore[arg-type]
-        except StopIteration:
-            self.done = True
-            return None
-        except Exception as exc:
-            self.done = True
-            self.error = exc
-            return None
-        index = self.index
-        self.index += 1
-        return index, row, None
 
 
 _T = TypeVar("_T")
@@ -465,3 +374,13 @@ def run_batch(
         resend_unknown=resend_unknown,
     )
     return BatchIterator(batch, tasks)
+
+
+def _observer(engine: object) -> BatchObserver:
+    """The batch's telemetry: spans and counts when the client's is on, else nothing."""
+    telemetry = getattr(engine, "telemetry", None)
+    if telemetry is None:
+        return BatchObserver()
+    from phoneconfirm_async._telemetry_sessions import TracedBatches
+
+    return TracedBatches(telemetry)

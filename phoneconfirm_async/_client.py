@@ -10,7 +10,7 @@ import os
 from collections.abc import AsyncIterable, AsyncIterator, Iterable, Mapping
 from datetime import datetime, timedelta
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any, ClassVar, Final, Literal, Protocol, Self
+from typing import TYPE_CHECKING, Any, ClassVar, Final, Literal, Self
 from urllib.parse import urlsplit
 
 import anyio
@@ -18,9 +18,10 @@ from anyio.abc import TaskGroup
 
 from phoneconfirm_async import _validation
 from phoneconfirm_async._batch import BatchIterator, PlaceRow, VerifyRow, run_batch
-from phoneconfirm_async._engine import Engine, EngineSettings, Fence, Params
+from phoneconfirm_async._client_settings import ENV_VARS, engine_settings, open_telemetry
+from phoneconfirm_async._engine import Engine, Fence, Params
 from phoneconfirm_async._errors import ConfigurationError
-from phoneconfirm_async._lifetime import background_tasks, running_on_asyncio
+from phoneconfirm_async._lifetime import background_tasks
 from phoneconfirm_async._models import (
     Operation,
     PlaceCallRequest,
@@ -32,8 +33,14 @@ from phoneconfirm_async._parsers import ParserRegistry
 from phoneconfirm_async._redact import install_log_filters
 from phoneconfirm_async._retry import RetryPolicy
 from phoneconfirm_async._scheduler import DEFAULT_RETAIN, ConfirmationScheduler
-from phoneconfirm_async._store import SessionStore
-from phoneconfirm_async._transport import BoundedTransport, Transport
+from phoneconfirm_async._stores._protocol import SessionStore
+from phoneconfirm_async._transports._choice import (
+    Closable,
+    TransportName,
+    check_transport,
+    open_transport,
+)
+from phoneconfirm_async._transports._seam import Transport
 
 if TYPE_CHECKING:
     import httpx  # imported when the httpx transport is used: it takes 120 ms to import
@@ -42,15 +49,10 @@ if TYPE_CHECKING:
 
     from phoneconfirm_async._telemetry import Telemetry
 
-DEFAULT_BASE_URL: Final = "https://www.xverify.com/services"
+
 DEFAULT_ATTEMPT_TIMEOUT: Final = 30.0
 
-TransportName = Literal["auto", "httpx", "aiohttp"]
 ResponseFormat = Literal["json", "xml"]
-
-
-class _Closable(Protocol):
-    async def aclose(self) -> None: ...
 
 
 class _State(enum.Enum):
@@ -103,14 +105,7 @@ class PhoneConfirmClient(anyio.AsyncContextManagerMixin):
     """
 
     #: The environment variable each setting falls back to when it is not given.
-    env_vars: ClassVar[Mapping[str, str]] = MappingProxyType(
-        {
-            "api_key": "PHONECONFIRM_API_KEY",
-            "domain": "PHONECONFIRM_DOMAIN",
-            "base_url": "PHONECONFIRM_BASE_URL",
-            "secret_key": "PHONECONFIRM_SECRET_KEY",
-        }
-    )
+    env_vars: ClassVar[Mapping[str, str]] = MappingProxyType(ENV_VARS)
 
     def __init__(
         self,
@@ -133,72 +128,44 @@ class PhoneConfirmClient(anyio.AsyncContextManagerMixin):
         tracer_provider: TracerProvider | None = None,
         meter_provider: MeterProvider | None = None,
     ) -> None:
-        key = self._setting(api_key, "api_key")
-        if not key:
-            raise ConfigurationError(
-                f"no API key: pass api_key= (--api-key) or set {self.env_vars['api_key']}"
-            )
-        trusted_domain = self._setting(domain, "domain")
-        if not trusted_domain:
-            raise ConfigurationError(
-                f"no domain: pass domain= (--domain) or set {self.env_vars['domain']}"
-            )
-        self._api_key = key
-        self.domain = trusted_domain
-        self.base_url = _check_base_url(self._setting(base_url, "base_url") or DEFAULT_BASE_URL)
-        if response_format not in ("json", "xml"):
-            raise ConfigurationError("response_format must be 'json' or 'xml'")
-        self.response_format: ResponseFormat = response_format
-        self.timeout = _seconds_or_none("timeout", timeout)
-        self.attempt_timeout = _seconds_or_none("attempt_timeout", attempt_timeout)
-        self.retry = retry if retry is not None else RetryPolicy()
-        budget = 100 if retry_budget is None else retry_budget
-        if not isinstance(budget, int) or budget < 0:
-            raise ConfigurationError("retry_budget must be a whole number >= 0, or None")
-        if not isinstance(max_concurrency, int) or max_concurrency < 1:
-            raise ConfigurationError("max_concurrency must be a whole number >= 1")
-        self.max_concurrency = max_concurrency
-        if rate_limit is not None and not 0 < rate_limit < math.inf:
-            raise ConfigurationError(
-                "rate_limit must be a positive, finite number of requests per second, or None"
-            )
-        self.rate_limit = rate_limit
-        self._transport_choice = _check_transport(transport, http_client)
-        self._http_client = http_client
-        self.parsers = parsers if parsers is not None else ParserRegistry.default()
-        if response_format not in self.parsers:
-            raise ConfigurationError(f"parsers has no {response_format!r} parser")
-        self._settings = EngineSettings(
-            api_key=key,
-            secret_key=self._setting(secret_key, "secret_key"),
-            domain=trusted_domain,
-            base_url=self.base_url,
+        self._settings = engine_settings(
+            {name: os.environ.get(variable) or None for name, variable in self.env_vars.items()},
+            api_key=api_key,
+            domain=domain,
+            base_url=base_url,
             response_format=response_format,
-            timeout=self.timeout,
-            attempt_timeout=self.attempt_timeout,
-            retry=self.retry,
-            retry_budget=budget,
+            secret_key=secret_key,
+            timeout=timeout,
+            attempt_timeout=attempt_timeout,
+            retry=retry,
+            retry_budget=retry_budget,
             max_concurrency=max_concurrency,
             rate_limit=rate_limit,
-            parsers=self.parsers,
+            parsers=parsers,
         )
-        self._telemetry = _open_telemetry(
+        self._api_key = self._settings.api_key
+        self.domain = self._settings.domain
+        self.base_url = self._settings.base_url
+        self.response_format: ResponseFormat = response_format
+        self.timeout = self._settings.timeout
+        self.attempt_timeout = self._settings.attempt_timeout
+        self.retry = self._settings.retry
+        self.max_concurrency = self._settings.max_concurrency
+        self.rate_limit = self._settings.rate_limit
+        self.parsers = self._settings.parsers
+        self._transport_choice = check_transport(transport, http_client)
+        self._http_client = http_client
+        self._telemetry = open_telemetry(
             telemetry, tracer_provider, meter_provider, urlsplit(self.base_url).hostname or ""
         )
         self._state = _State.UNOPENED
         self._engine: Engine | None = None
         self._tasks: TaskGroup | None = None
-        self._owned: _Closable | None = None
+        self._owned: Closable | None = None
         self._transport_name = (
             transport if isinstance(transport, str) else getattr(transport, "name", None)
         ) or type(transport).__name__
         install_log_filters()
-
-    @classmethod
-    def _setting(cls, value: str | None, name: str) -> str | None:
-        if value is None:
-            value = os.environ.get(cls.env_vars[name]) or None
-        return value
 
     def __repr__(self) -> str:
         return (
@@ -223,7 +190,12 @@ class PhoneConfirmClient(anyio.AsyncContextManagerMixin):
     async def __asynccontextmanager__(self) -> AsyncIterator[Self]:
         if self._state is not _State.UNOPENED:
             raise RuntimeError("a PhoneConfirmClient can be opened only once; create a new one")
-        transport, self._owned = self._open_transport()
+        opened = open_transport(
+            self._transport_choice, self._http_client, self.max_concurrency, self.timeout
+        )
+        transport, self._owned = opened.transport, opened.owned
+        if opened.name is not None:
+            self._transport_name = opened.name
         self._engine = Engine(
             self._settings,
             transport,
@@ -250,37 +222,6 @@ class PhoneConfirmClient(anyio.AsyncContextManagerMixin):
         if owned is not None:
             with anyio.CancelScope(shield=True):
                 await owned.aclose()
-
-    def _open_transport(self) -> tuple[Transport, _Closable | None]:
-        """The transport for this run, and the part of it this client must close."""
-        choice = self._transport_choice
-        if not isinstance(choice, str):
-            return BoundedTransport(choice), None
-        if self._http_client is not None:
-            from phoneconfirm_async._httpx_transport import HttpxTransport
-
-            self._transport_name = "httpx"
-            return HttpxTransport(self._http_client), None
-        if choice in ("auto", "aiohttp") and running_on_asyncio():
-            try:
-                from phoneconfirm_async._aiohttp_transport import AiohttpTransport
-            except ImportError:
-                if choice == "aiohttp":
-                    raise ConfigurationError(
-                        "transport='aiohttp' needs the aiohttp extra: "
-                        "pip install 'phoneconfirm-async[aiohttp]'"
-                    ) from None
-            else:
-                aiohttp_transport = AiohttpTransport(self.max_concurrency)
-                self._transport_name = aiohttp_transport.name
-                return aiohttp_transport, aiohttp_transport
-        elif choice == "aiohttp":
-            raise ConfigurationError("transport='aiohttp' runs on asyncio only; use 'httpx'")
-        from phoneconfirm_async._httpx_transport import PooledHttpxTransport
-
-        pooled = PooledHttpxTransport(self.max_concurrency, self.timeout)
-        self._transport_name = pooled.name
-        return pooled, pooled
 
     def _require_open(self) -> Engine:
         if self._state is _State.OPEN and self._engine is not None:
@@ -486,82 +427,3 @@ def _server_side_redials(
         when = _validation.place_time(call_place_time)
         params.append(("call_place_time", _validation.place_time_wire(when)))
     return tuple(params)
-
-
-def _check_transport(
-    transport: TransportName | Transport, http_client: httpx.AsyncClient | None
-) -> TransportName | Transport:
-    if isinstance(transport, str):
-        if transport not in ("auto", "httpx", "aiohttp"):
-            raise ConfigurationError(
-                "transport must be 'auto', 'httpx', 'aiohttp' or a Transport object"
-            )
-        if transport == "aiohttp" and http_client is not None:
-            raise ConfigurationError("http_client is an httpx client: use transport='httpx'")
-        return transport
-    if not isinstance(transport, Transport):
-        raise ConfigurationError(
-            "transport must be 'auto', 'httpx', 'aiohttp' or an object with an async "
-            "send(request) method (see phoneconfirm_async.Transport)"
-        )
-    if http_client is not None:
-        raise ConfigurationError("give either a transport object or http_client, not both")
-    return transport
-
-
-def _open_telemetry(
-    enabled: bool | None,
-    tracer_provider: TracerProvider | None,
-    meter_provider: MeterProvider | None,
-    server_address: str,
-) -> Telemetry | None:
-    """The client's telemetry, or None when it is off (or the API is not installed)."""
-    providers = tracer_provider is not None or meter_provider is not None
-    if enabled not in (None, True, False):
-        raise ConfigurationError("telemetry must be True, False or None")
-    if enabled is False:
-        if providers:
-            raise ConfigurationError("tracer_provider/meter_provider given with telemetry=False")
-        return None
-    try:
-        from phoneconfirm_async._telemetry import Telemetry
-    except ImportError:
-        if enabled or providers:
-            raise ConfigurationError(
-                "telemetry needs the otel extra (opentelemetry-api): "
-                "pip install 'phoneconfirm-async[otel]'"
-            ) from None
-        return None
-    return Telemetry(
-        tracer_provider=tracer_provider,
-        meter_provider=meter_provider,
-        server_address=server_address,
-    )
-
-
-def _seconds_or_none(name: str, value: float | None) -> float | None:
-    if value is not None and not value > 0:
-        raise ConfigurationError(f"{name} must be positive seconds, or None")
-    return value
-
-
-def _check_base_url(url: str) -> str:
-    try:
-        parsed = urlsplit(url)
-        parsed.port  # noqa: B018 - reading it checks it (a port that is not a number raises)
-    except ValueError:
-        parsed = None
-    if (
-        parsed is None
-        or parsed.scheme not in ("http", "https")
-        or not parsed.hostname
-        or not url.isprintable()
-        or " " in url
-    ):
-        variable = PhoneConfirmClient.env_vars["base_url"]
-        raise ConfigurationError(
-            f"base_url (or {variable}) must be an http:// or https:// URL with a host"
-        )
-    if parsed.query or parsed.fragment:
-        raise ConfigurationError("base_url must not carry a query string or fragment")
-    return url.rstrip("/")

@@ -45,7 +45,7 @@ from phoneconfirm_async._retry import (
     parse_retry_after,
     retry_after_failure,
 )
-from phoneconfirm_async._transport import (
+from phoneconfirm_async._transports._seam import (
     Transport,
     TransportRequest,
     TransportResponse,

@@ -3,8 +3,8 @@
 The whole tree:
 
     PhoneConfirmError
-    ├── ConfigurationError          missing/invalid settings
-    ├── ValidationError             bad input, raised before anything is sent
+    ├── ConfigurationError          missing/invalid settings (also a ValueError)
+    ├── ValidationError             bad input, raised before anything is sent (a ValueError)
     ├── TransportError              network failure (connect, read, protocol)
     ├── CallOutcomeUnknownError     placecall failed after it was sent (.cause)
     ├── ParseError                  body could not be understood
@@ -40,8 +40,9 @@ class PhoneConfirmError(Exception):
         return {"type": type(self).__name__, "message": str(self)}
 
 
-class ConfigurationError(PhoneConfirmError):
-    """Raised when a setting is missing or invalid (names the argument or variable)."""
+class ConfigurationError(PhoneConfirmError, ValueError):
+    """Raised when a setting is missing or invalid (names the argument or variable, and
+    the rule). Also a ``ValueError``, so ``except ValueError`` catches a bad setting."""
 
 
 class ValidationError(PhoneConfirmError, ValueError):

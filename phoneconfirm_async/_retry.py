@@ -20,12 +20,14 @@ from tenacity.wait import wait_random_exponential
 
 from phoneconfirm_async._errors import (
     CallOutcomeUnknownError,
+    ConfigurationError,
     PhoneConfirmError,
     RateLimitedError,
     ServerError,
     TransportError,
 )
 from phoneconfirm_async._models import Operation
+from phoneconfirm_async._settings import seconds, whole
 
 T = TypeVar("T")
 
@@ -66,12 +68,13 @@ class RetryPolicy:
     on_retry: Callable[[RetryEvent], None] | None = None
 
     def __post_init__(self) -> None:
-        if self.max_attempts < 1:
-            raise ValueError("RetryPolicy.max_attempts must be at least 1")
+        whole("RetryPolicy.max_attempts", self.max_attempts, 1)
         for name in ("initial_wait", "max_wait", "deadline", "max_retry_after"):
-            value = getattr(self, name)
-            if not value >= 0:  # also refuses NaN
-                raise ValueError(f"RetryPolicy.{name} must not be negative")
+            seconds(f"RetryPolicy.{name}", getattr(self, name), zero=True, finite=False)
+        if not isinstance(self.retry_unsafe, bool):
+            raise ConfigurationError("RetryPolicy.retry_unsafe must be True or False")
+        if self.on_retry is not None and not callable(self.on_retry):
+            raise ConfigurationError("RetryPolicy.on_retry must be callable, or None")
 
     @classmethod
     def none(cls) -> RetryPolicy:

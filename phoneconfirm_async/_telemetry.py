@@ -40,7 +40,6 @@ if TYPE_CHECKING:
     from opentelemetry.metrics import MeterProvider
     from opentelemetry.trace import Span, TracerProvider
 
-    from phoneconfirm_async._store import SessionRecord, SessionState, SessionStore
 
 #: The tracer's and the meter's name (the instrumentation scope).
 SCOPE: Final = "phoneconfirm_async"
@@ -295,80 +294,12 @@ class Telemetry:
             }
         return RequestObservation(self, operation, attributes, clock)
 
-    # -- sessions ---------------------------------------------------------------------------
-    def session_operation(
-        self, name: str, session_id: str, store: SessionStore, **attributes: Any
-    ) -> CurrentSpan:
-        """A span ``phoneconfirm.session.<name>`` (``schedule``, ``verify``, ``cancel``,
-        ``call``), current for the length of a ``with`` block."""
-        attributes = {SESSION_ID: session_id, STORE: store_kind(store), **attributes}
-        return CurrentSpan(
-            self.tracer.start_span(f"phoneconfirm.session.{name}", attributes=attributes)
-        )
-
-    def settled(self, records: list[SessionRecord], store: SessionStore) -> None:
-        """A scheduler's pass changed ``records`` without a call (EXHAUSTED, or a dead
-        claim settled): one span ``phoneconfirm.scheduler.settle`` with an event each."""
-        span = self.tracer.start_span(
-            "phoneconfirm.scheduler.settle",
-            attributes={STORE: store_kind(store), "phoneconfirm.sessions": len(records)},
-        )
-        for record in records:
-            session_state(span, record)
-        span.end()
-
-    def session_added(self, store: SessionStore) -> None:
-        self.sessions_pending.add((store_kind(store),))
-
-    def session_finished(self, state: SessionState, store: SessionStore, count: int = 1) -> None:
-        """``count`` sessions reached the final ``state`` from a pending one."""
-        kind = store_kind(store)
-        self.sessions_finished.add((state.value, kind), count)
-        self.sessions_pending.add((kind,), -count)
-
-    def late_verification(self, store: SessionStore) -> None:
-        """An EXHAUSTED session was verified: finished again, no longer pending already."""
-        self.sessions_finished.add(("verified", store_kind(store)))
-
-    # -- batches ----------------------------------------------------------------------------
-    def batch(self, operation: Operation, concurrency: int, journal: bool) -> CurrentSpan:
-        """The span ``phoneconfirm.batch``, current while the batch runs (its requests are
-        its children)."""
-        return CurrentSpan(
-            self.tracer.start_span(
-                "phoneconfirm.batch",
-                attributes={
-                    OPERATION: operation,
-                    "phoneconfirm.batch.concurrency": concurrency,
-                    "phoneconfirm.batch.journal": journal,
-                },
-            )
-        )
-
-
-def session_state(span: Span, record: SessionRecord) -> None:
-    """An event on ``span``: the session is now in ``record.state``."""
-    if span.is_recording():
-        span.add_event(
-            "phoneconfirm.session.state",
-            {
-                SESSION_ID: record.id,
-                SESSION_STATE: record.state.value,
-                "phoneconfirm.session.calls_made": record.calls_made,
-            },
-        )
-
 
 def fail_span(span: Span, error: BaseException) -> None:
     """Mark ``span`` failed by ``error`` (by its type: messages are never exported)."""
     name = type(error).__name__
     span.set_attribute(ERROR_TYPE, name)
     span.set_status(Status(StatusCode.ERROR, name))
-
-
-def store_kind(store: SessionStore) -> str:
-    """``memory``, ``sqlite`` or ``postgresql``: the store's name without its path or host."""
-    return store.name.split(":", 1)[0]
 
 
 def use_span(span: Span) -> object:
@@ -390,30 +321,6 @@ def end_span(span: Span, error: BaseException | None) -> None:
             span.set_attribute(OUTCOME, "error")
             fail_span(span, error)
     span.end()
-
-
-class CurrentSpan:
-    """A started span, current in this task for the length of a ``with`` block and ended
-    on the way out (failed by the exception that left the block, if any)."""
-
-    __slots__ = ("span", "token")
-
-    def __init__(self, span: Span) -> None:
-        self.span = span
-        self.token: object = None
-
-    def __enter__(self) -> Span:
-        self.token = use_span(self.span)
-        return self.span
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        error: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        leave_span(self.token)
-        end_span(self.span, error)
 
 
 class RequestObservation:

@@ -11,6 +11,7 @@ from phoneconfirm_async._errors import ParseError as ParseError
 from phoneconfirm_async._errors import PhoneConfirmError as PhoneConfirmError
 from phoneconfirm_async._errors import RateLimitedError as RateLimitedError
 from phoneconfirm_async._errors import ServerError as ServerError
+from phoneconfirm_async._errors import StoreError as StoreError
 from phoneconfirm_async._errors import TransportError as TransportError
 from phoneconfirm_async._errors import ValidationError as ValidationError
 
@@ -25,6 +26,7 @@ __all__ = [
     "PhoneConfirmError",
     "RateLimitedError",
     "ServerError",
+    "StoreError",
     "TransportError",
     "ValidationError",
 ]

@@ -27,7 +27,7 @@ ROOT = Path(phoneconfirm_async.__file__).parent
 ALLOWED_FOREIGN = {
     # aiohttp re-sends a GET by itself when the connection drops; no public switch exists,
     # and a re-sent placement can phone a person twice (see _aiohttp_transport.py).
-    ("phoneconfirm_async._aiohttp_transport", "_retry_connection"),
+    ("phoneconfirm_async._transports._aiohttp", "_retry_connection"),
 }
 #: Public API despite the underscore: namedtuple's methods (named so to stay clear of fields).
 NAMEDTUPLE_API = {"_asdict", "_field_defaults", "_fields", "_make", "_replace"}

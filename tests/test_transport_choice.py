@@ -57,7 +57,7 @@ def test_core_import_pulls_no_extras() -> None:
     code = (
         "import sys, phoneconfirm_async\n"
         "extras = {'aiohttp', 'starlette', 'uvicorn', 'phoneconfirm_async.cli',"
-        " 'phoneconfirm_async.emulator', 'phoneconfirm_async._aiohttp_transport',"
+        " 'phoneconfirm_async.emulator', 'phoneconfirm_async._transports._aiohttp',"
         " 'phoneconfirm_async.testing'}\n"
         "print(sorted(extras & set(sys.modules)))\n"
     )

@@ -14,8 +14,8 @@ import pytest
 from anyio.abc import SocketAttribute, SocketStream
 
 from phoneconfirm_async import PhoneConfirmClient
-from phoneconfirm_async._aiohttp_transport import classify_failure
-from phoneconfirm_async._transport import KEEPALIVE_EXPIRY
+from phoneconfirm_async._transports._aiohttp import classify_failure
+from phoneconfirm_async._transports._seam import KEEPALIVE_EXPIRY
 from tests.conftest import API_KEY, DOMAIN
 
 pytestmark = pytest.mark.anyio

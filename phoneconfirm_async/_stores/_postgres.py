@@ -20,40 +20,29 @@ import importlib.util
 import logging
 import re
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Collection
+from collections.abc import AsyncIterator, Callable
 from typing import TYPE_CHECKING, Any, Final, TypeVar
 from urllib.parse import urlsplit
 
 import anyio
 import anyio.abc
 
-from phoneconfirm_async._durable import (
-    COLUMNS,
-    DuePass,
-    Waker,
-    check_lease,
-    encode_attempt,
-    finished,
-    record_from_row,
-    released,
-    row_values,
-    update_values,
-)
-from phoneconfirm_async._errors import ConfigurationError, PhoneConfirmError, StoreError
+from phoneconfirm_async._errors import ConfigurationError, StoreError
 from phoneconfirm_async._lifetime import background_tasks, running_on_asyncio
 from phoneconfirm_async._models import PlaceCallResult
-from phoneconfirm_async._store import (
-    ChangeHook,
-    Claimed,
-    Renewed,
-    SessionRecord,
-    SessionState,
+from phoneconfirm_async._stores._protocol import ChangeHook
+from phoneconfirm_async._stores._schema import (
+    NAMES,
+    SCHEMA_VERSION,
+    create_table,
+    encode_attempt,
+    migrate,
 )
+from phoneconfirm_async._stores._sql import Op, SQLStore, Statement, Statements, run_async
 
 if TYPE_CHECKING:
     import asyncpg
 
-SCHEMA_VERSION: Final = 1
 #: Seconds between tries to listen again after the listening connection died, doubling.
 _BACKOFF_FIRST: Final = 0.05
 _BACKOFF_MAX: Final = 2.0
@@ -74,7 +63,7 @@ def redact_dsn(dsn: str) -> str:
     return f"{parts.scheme}://{user}{host}{parts.path}"
 
 
-class PostgresStore:
+class PostgresStore(SQLStore):
     """Sessions in a PostgreSQL table, shared by every worker on every host (asyncio only).
 
     Args:
@@ -86,11 +75,12 @@ class PostgresStore:
         poll_interval: seconds between looks for due work whose notification was missed.
 
     Raises:
-        ConfigurationError: asyncpg is not installed (the ``postgres`` extra), or the table
-            name is not a plain identifier.
+        ConfigurationError: asyncpg is not installed (the ``postgres`` extra), the table
+            name is not a plain identifier, or ``lease``/``poll_interval`` is not a
+            positive number.
     """
 
-    durable = True
+    pages = False
 
     def __init__(
         self,
@@ -100,61 +90,47 @@ class PostgresStore:
         lease: float = 30.0,
         poll_interval: float = 1.0,
     ) -> None:
-        check_lease(lease, poll_interval)
+        super().__init__(lease=lease, poll_interval=poll_interval)
         if importlib.util.find_spec("asyncpg") is None:
             raise ConfigurationError(
                 "PostgresStore needs asyncpg: pip install 'phoneconfirm-async[postgres]'"
             )
-        if not _IDENTIFIER.fullmatch(table):
+        if not isinstance(table, str) or not _IDENTIFIER.fullmatch(table):
             raise ConfigurationError(
                 f"table: {table!r} must be a plain identifier (letters, digits, '_')"
             )
         self.table = table
-        self.lease: float | None = lease
-        self.poll_interval: float | None = poll_interval
         self._dsn = dsn_or_pool if isinstance(dsn_or_pool, str) else None
         self._given_pool = None if isinstance(dsn_or_pool, str) else dsn_or_pool
         where = "a given asyncpg pool" if self._dsn is None else redact_dsn(self._dsn)
         self.name = f"{where} table {table}"
         self._pool: asyncpg.Pool | None = None
-        self._waker = Waker(poll_interval)
-        self._retain = 0.0
         self._channel = f"{table}_events"
-        quoted = f'"{table}"'
-        self._sql = {
-            "insert": (
-                f"WITH row AS (INSERT INTO {quoted} ({', '.join(COLUMNS)}) VALUES "
-                f"({', '.join(f'${i + 1}' for i in range(len(COLUMNS)))}) RETURNING due) "
-                f"SELECT pg_notify('{self._channel}', 'd' || due::text) FROM row"
-            ),
-            "select": f"SELECT {', '.join(COLUMNS)} FROM {quoted}",
-            "answered": (
-                f"WITH row AS (UPDATE {quoted} SET state = 'awaiting_code', due = $3, "
-                "attempts = (attempts::jsonb || $4::jsonb)::text "
-                "WHERE id = $1 AND state = 'calling' AND claimed_at = $2 "
-                f"RETURNING {', '.join(COLUMNS)}) "
-                f"SELECT row.* FROM row"
-            ),
-            "append": (
-                f"UPDATE {quoted} SET attempts = (attempts::jsonb || $2::jsonb)::text "
-                "WHERE id = $1"
-            ),
-            "due": (
-                f"SELECT {', '.join(COLUMNS)} FROM {quoted} WHERE due <= $1 "
-                "AND NOT (id = ANY($3::text[])) ORDER BY due LIMIT $2 FOR UPDATE SKIP LOCKED"
-            ),
-            "renew": (
-                f"UPDATE {quoted} AS t SET due = $1 FROM unnest($2::text[], $3::float8[]) "
-                "AS c(id, claimed_at) WHERE t.id = c.id AND t.state = 'calling' "
-                "AND t.claimed_at = c.claimed_at RETURNING t.id"
-            ),
-            "update": (
-                f"UPDATE {quoted} SET phone = $1, country_code = $2, code = $3, state = $4, "
-                "due = $5, calls_made = $6, attempts = $7, error = $8, claimed_at = $9 "
-                "WHERE id = $10"
-            ),
-        }
-        self._quoted = quoted
+        quoted = self._quoted = f'"{table}"'
+        columns = ", ".join(NAMES)
+        self.statements = Statements(quoted, lambda n: f"${n}", lock=" FOR UPDATE")
+        # A new session tells the other workers when it falls due.
+        self.statements.insert = (
+            f"WITH row AS ({self.statements.insert} RETURNING due) "
+            f"SELECT pg_notify('{self._channel}', 'd' || due::text) FROM row"
+        )
+        self.due_sql = (
+            f"SELECT {columns} FROM {quoted} WHERE due <= $1 AND NOT (id = ANY($2::text[])) "
+            "ORDER BY due LIMIT $3 FOR UPDATE SKIP LOCKED"
+        )
+        self.answered_sql = (
+            f"UPDATE {quoted} SET state = 'awaiting_code', due = $3, "
+            "attempts = (attempts::jsonb || $4::jsonb)::text "
+            f"WHERE id = $1 AND state = 'calling' AND claimed_at = $2 RETURNING {columns}"
+        )
+        self.append_sql = (
+            f"UPDATE {quoted} SET attempts = (attempts::jsonb || $2::jsonb)::text WHERE id = $1"
+        )
+        self._renew_sql = (
+            f"UPDATE {quoted} AS t SET due = $1 FROM unnest($2::text[], $3::float8[]) "
+            "AS c(id, claimed_at) WHERE t.id = c.id AND t.state = 'calling' "
+            "AND t.claimed_at = c.claimed_at RETURNING t.id"
+        )
 
     def __repr__(self) -> str:
         return f"<PostgresStore {self.name}>"
@@ -253,41 +229,25 @@ class PostgresStore:
             delay = min(delay * 2, _BACKOFF_MAX)
 
     async def _create_schema(self, pool: asyncpg.Pool) -> None:
+        """Create the table, or migrate an older one, under an advisory lock (other workers
+        may be starting too); ``<table>_schema`` gets a row per version reached."""
         schema = f'"{self.table}_schema"'
         async with pool.acquire() as conn, conn.transaction():
             await conn.execute("SELECT pg_advisory_xact_lock(hashtext($1))", self.table)
             await conn.execute(f"CREATE TABLE IF NOT EXISTS {schema} (version integer NOT NULL)")
             version = await conn.fetchval(f"SELECT max(version) FROM {schema}")
-            if version is not None and version > SCHEMA_VERSION:
-                raise ConfigurationError(
-                    f"{self.name}: schema version {version} was written by a newer release "
-                    f"(this one knows {SCHEMA_VERSION})"
-                )
+            if version == SCHEMA_VERSION:
+                return
             if version is None:
-                await conn.execute(
-                    f"""CREATE TABLE IF NOT EXISTS {self._quoted} (
-                        id text PRIMARY KEY,
-                        phone text,
-                        country_code text,
-                        code text,
-                        redial_count integer NOT NULL,
-                        redial_interval double precision NOT NULL,
-                        state text NOT NULL,
-                        due double precision NOT NULL,
-                        calls_made integer NOT NULL,
-                        attempts text NOT NULL,
-                        error text,
-                        claimed_at double precision
-                    )"""
-                )
-                await conn.execute(
-                    f'CREATE INDEX IF NOT EXISTS "{self.table}_due" ON {self._quoted} (due)'
-                )
-                await conn.execute(f"INSERT INTO {schema} (version) VALUES ($1)", SCHEMA_VERSION)
+                steps = create_table("postgresql", self._quoted)
+            else:
+                steps = migrate("postgresql", self._quoted, version, store=self.name)
+            for statement in steps:
+                await conn.execute(statement)
+            await conn.execute(f"INSERT INTO {schema} (version) VALUES ($1)", SCHEMA_VERSION)
 
-    async def _run(self, work: Callable[[Any], Awaitable[_T]], *, transaction: bool = True) -> _T:
-        """``work(connection)`` on a pooled connection, in a transaction unless it is one
-        statement (atomic on its own).
+    async def _run(self, op: Op[_T], *, transaction: bool = True) -> _T:
+        """``op`` on a pooled connection, in a transaction unless told not to.
 
         Whatever asyncpg raises (a server error, a connection that died with its backend or
         its server, a client in a state it cannot leave) comes out as ``StoreError``. A
@@ -302,11 +262,18 @@ class PostgresStore:
             raise RuntimeError("the session store is not open (use it through a scheduler)")
         try:
             conn = await pool.acquire()
+
+            async def execute(statement: Statement) -> Any:
+                kind, sql, args = statement
+                if kind == "executemany":
+                    return await conn.executemany(sql, args)
+                return await getattr(conn, kind)(sql, *args)
+
             try:
                 if not transaction:
-                    return await work(conn)
+                    return await run_async(op, execute)
                 async with conn.transaction():
-                    return await work(conn)
+                    return await run_async(op, execute)
             except BaseException as exc:
                 if not isinstance(exc, asyncpg.PostgresError) or isinstance(
                     exc, asyncpg.PostgresConnectionError
@@ -321,137 +288,27 @@ class PostgresStore:
                 f"{type(exc).__name__}: {_first_line(exc)}", store=self.name
             ) from None
 
-    async def _notify_state(self, conn: Any, session_id: str) -> None:
-        await conn.execute("SELECT pg_notify($1, $2)", self._channel, "s" + session_id)
+    # -- the dialect's hooks ----------------------------------------------------------------
+    def _due_args(self, now: float, skip: list[str], rows: int, offset: int) -> tuple[Any, ...]:
+        return (now, skip, rows)
 
-    # -- the protocol -----------------------------------------------------------------------
-    async def add(self, record: SessionRecord) -> None:
-        values = row_values(record)
+    def _attempt_arg(self, result: PlaceCallResult | None) -> object:
+        return "[]" if result is None else f"[{encode_attempt(result)}]"
 
-        async def work(conn: Any) -> None:
-            await conn.execute(self._sql["insert"], *values)
+    def _notify(self, session_ids: list[str]) -> Statement | None:
+        """Sessions that end or settle tell the other workers (``s`` + id), so that a
+        ``wait()`` elsewhere returns without polling."""
+        return Statement(
+            "execute",
+            "SELECT pg_notify($1, 's' || id) FROM unnest($2::text[]) AS id",
+            (self._channel, session_ids),
+        )
 
-        await self._run(work, transaction=False)  # one statement: atomic on its own
-        self._waker.due(record.due)
-
-    async def load(self, session_id: str) -> SessionRecord | None:
-        async def work(conn: Any) -> SessionRecord | None:
-            row = await conn.fetchrow(f"{self._sql['select']} WHERE id = $1", session_id)
-            return None if row is None else record_from_row(row)
-
-        return await self._run(work, transaction=False)
-
-    async def claim(self, now: float, limit: int, *, exclude: Collection[str] = ()) -> Claimed:
-        self._waker.arm()
-        lease, retain = self.lease, self._retain
-        skip = list(exclude)
-
-        async def work(conn: Any) -> Claimed:
-            rows = await conn.fetch(self._sql["due"], time.time(), DuePass.batch_for(limit), skip)
-            # The rows are locked: the claims' time is read now, not before the wait.
-            at, now = time.monotonic(), time.time()
-            due = DuePass(now, limit, lease=lease, retain=retain)
-            due.take(rows)
-            claimed = due.claimed
-            if due.updates:
-                await conn.executemany(self._sql["update"], due.updates)
-            if due.deletes:
-                await conn.executemany(f"DELETE FROM {self._quoted} WHERE id = $1", due.deletes)
-            if claimed.changed:
-                await conn.execute(
-                    "SELECT pg_notify($1, 's' || id) FROM unnest($2::text[]) AS id",
-                    self._channel,
-                    [record.id for record in claimed.changed],
-                )
-            return claimed._replace(at=at)
-
-        return await self._run(work)
-
-    async def renew(self, records: Collection[SessionRecord], now: float) -> Renewed:
-        lease = self.lease
-        assert lease is not None
-        ids = [record.id for record in records]
-        claims = [record.claimed_at for record in records]
-
-        async def work(conn: Any) -> Renewed:
-            # Read before the statement: the lease it writes ends no later than this says.
-            at, now = time.monotonic(), time.time()
-            rows = await conn.fetch(self._sql["renew"], now + lease, ids, claims)
-            return Renewed(at, frozenset(row[0] for row in rows))
-
-        return await self._run(work, transaction=False)  # one statement: atomic on its own
-
-    async def release(self, record: SessionRecord, now: float) -> SessionRecord | None:
-        async def work(conn: Any) -> SessionRecord | None:
-            row = await conn.fetchrow(f"{self._sql['select']} WHERE id = $1 FOR UPDATE", record.id)
-            current = released(row, record, time.time())
-            if current is not None:
-                await conn.execute(self._sql["update"], *update_values(current))
-            return current
-
-        updated = await self._run(work)
-        if updated is not None:
-            self._waker.wake()
-        return updated
-
-    async def record_call(
-        self, record: SessionRecord, result: PlaceCallResult | None, now: float
-    ) -> SessionRecord | None:
-        attempt = "[]" if result is None else f"[{encode_attempt(result)}]"
-
-        async def work(conn: Any) -> SessionRecord | None:
-            # The claim holds: one conditional UPDATE (and its NOTIFY). It does not: keep
-            # the answer only.
-            due = time.time() + record.redial_interval
-            row = await conn.fetchrow(
-                self._sql["answered"], record.id, record.claimed_at, due, attempt
-            )
-            if row is not None:
-                return record_from_row(row)
-            if result is not None:
-                await conn.execute(self._sql["append"], record.id, attempt)
-            return None
-
-        updated = await self._run(work, transaction=False)
-        if updated is not None:
-            self._waker.due(updated.due)
-        return updated
-
-    async def finish(
-        self,
-        session_id: str,
-        state: SessionState,
-        now: float,
-        *,
-        error: PhoneConfirmError | None = None,
-        claimed_at: float | None = None,
-    ) -> SessionRecord | None:
-        retain = self._retain
-
-        async def work(conn: Any) -> SessionRecord | None:
-            row = await conn.fetchrow(
-                f"{self._sql['select']} WHERE id = $1 FOR UPDATE", session_id
-            )
-            current: SessionRecord | None = finished(row, state, now, retain, error, claimed_at)
-            if current is not None:
-                await conn.execute(self._sql["update"], *update_values(current))
-                await self._notify_state(conn, session_id)
-            return current
-
-        return await self._run(work)
-
-    async def next_due(self) -> float | None:
-        async def work(conn: Any) -> float | None:
-            due: float | None = await conn.fetchval(f"SELECT min(due) FROM {self._quoted}")
-            return due
-
-        return await self._run(work, transaction=False)
-
-    async def wait(self, until: float | None) -> None:
-        await self._waker.wait(until)
-
-    def wake(self) -> None:
-        self._waker.wake()
+    def _renew_op(self, lease_end: float, claims: list[tuple[str, float | None]]) -> Op[set[str]]:
+        ids = [session_id for session_id, _ in claims]
+        claimed_at = [claimed for _, claimed in claims]
+        rows = yield Statement("fetch", self._renew_sql, (lease_end, ids, claimed_at))
+        return {row[0] for row in rows}
 
 
 async def _keep_session(connection: object) -> None:

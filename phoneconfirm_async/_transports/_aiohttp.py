@@ -16,7 +16,7 @@ from yarl import URL
 
 from phoneconfirm_async._errors import TransportError
 from phoneconfirm_async._parsers import MAX_BODY_BYTES
-from phoneconfirm_async._transport import (
+from phoneconfirm_async._transports._seam import (
     KEEPALIVE_EXPIRY,
     NOT_WRITTEN,
     Classes,

@@ -15,8 +15,6 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Final, NamedTuple, Protocol, runtime_checkable
 
-import anyio
-
 from phoneconfirm_async._errors import TransportError
 from phoneconfirm_async._parsers import MAX_BODY_BYTES
 
@@ -130,21 +128,3 @@ def attempt_timed_out(seconds: float | None) -> TransportError:
         sent=True,
         kind=ATTEMPT_TIMEOUT,
     )
-
-
-class BoundedTransport:
-    """Runs a transport the client did not build under the attempt bound.
-
-    Built-in transports bound an attempt natively (aiohttp's total timeout, a cancel scope
-    around httpx), at no extra cost; an object passed in may not, so the client wraps it.
-    """
-
-    __slots__ = ("inner",)
-
-    def __init__(self, inner: Transport) -> None:
-        self.inner = inner
-
-    async def send(self, request: TransportRequest) -> TransportResponse:
-        with anyio.move_on_after(request.attempt_timeout):
-            return await self.inner.send(request)
-        raise attempt_timed_out(request.attempt_timeout)

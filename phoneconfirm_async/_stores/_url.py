@@ -5,9 +5,10 @@ from __future__ import annotations
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from phoneconfirm_async._errors import ConfigurationError
-from phoneconfirm_async._postgres_store import PostgresStore
-from phoneconfirm_async._sqlite_store import SQLiteStore
-from phoneconfirm_async._store import MemoryStore, SessionStore
+from phoneconfirm_async._stores._memory import MemoryStore
+from phoneconfirm_async._stores._postgres import PostgresStore
+from phoneconfirm_async._stores._protocol import SessionStore
+from phoneconfirm_async._stores._sqlite import SQLiteStore
 
 #: Query parameters the store takes for itself; the rest of a PostgreSQL DSN's query goes
 #: to asyncpg.

@@ -17,7 +17,7 @@ from typing import Final
 import anyio
 import httpx
 
-from phoneconfirm_async._transport import (
+from phoneconfirm_async._transports._seam import (
     KEEPALIVE_EXPIRY,
     Classes,
     TransportRequest,

@@ -1,0 +1,1 @@
+"""The session stores: the rules, the protocol, memory, SQLite, PostgreSQL, URLs."""

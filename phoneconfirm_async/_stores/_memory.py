@@ -1,0 +1,170 @@
+"""MemoryStore: sessions in this process's memory, on anyio's clock."""
+
+from __future__ import annotations
+
+import contextlib
+import heapq
+import itertools
+import time
+from collections.abc import AsyncIterator, Collection
+
+import anyio
+
+from phoneconfirm_async._errors import PhoneConfirmError
+from phoneconfirm_async._models import PlaceCallResult
+from phoneconfirm_async._stores._protocol import ChangeHook, Claimed, Renewed
+from phoneconfirm_async._stores._rules import (
+    CLOSED_STATES,
+    SessionRecord,
+    SessionState,
+    answered,
+    end,
+    holds,
+    may_finish,
+    release,
+    settle_due,
+)
+
+
+class MemoryStore:
+    """Sessions in this process's memory: the default, and the fastest.
+
+    One heap of due times driven by the scheduler's one task, on ``anyio.current_time()``
+    (trio's ``MockClock`` drives it in tests). Nothing outlives the scheduler: leaving its
+    block cancels every pending session. Use ``SQLiteStore`` or
+    ``PostgresStore`` to share sessions between processes and survive restarts.
+    """
+
+    name: str = "memory"
+    durable: bool = False
+    lease: float | None = None
+    poll_interval: float | None = None
+
+    def __init__(self) -> None:
+        self._records: dict[str, SessionRecord] = {}
+        self._heap: list[tuple[float, int, SessionRecord]] = []
+        self._counter = itertools.count()
+        self._wake = anyio.Event()
+        self._retain = 0.0
+        self._open = False
+
+    def __len__(self) -> int:
+        """Sessions held: pending ones and finished ones still retained."""
+        return len(self._records)
+
+    def __repr__(self) -> str:
+        return f"<MemoryStore sessions={len(self._records)}>"
+
+    def now(self) -> float:
+        return anyio.current_time()
+
+    @contextlib.asynccontextmanager
+    async def open(self, *, retain: float, on_change: ChangeHook) -> AsyncIterator[None]:
+        if self._open:
+            raise RuntimeError("a MemoryStore is used by one scheduler at a time")
+        self._open = True
+        self._retain = retain
+        try:
+            yield
+        finally:
+            self._open = False
+            self._close()
+
+    def _close(self) -> None:
+        """Nothing outlives the block: cancel what is pending, forget everything."""
+        for record in self._records.values():
+            if record.state not in CLOSED_STATES and record.state is not SessionState.EXHAUSTED:
+                end(record, SessionState.CANCELLED, 0.0, 0.0)
+        self._records.clear()
+        self._heap.clear()
+
+    def _push(self, record: SessionRecord) -> None:
+        entry = (record.due, next(self._counter), record)
+        heapq.heappush(self._heap, entry)
+        if self._heap[0] is entry:
+            self._wake.set()  # the driver sleeps until a later deadline: wake it
+
+    async def add(self, record: SessionRecord) -> None:
+        self._records[record.id] = record
+        self._push(record)
+
+    async def load(self, session_id: str) -> SessionRecord | None:
+        return self._records.get(session_id)
+
+    async def claim(self, now: float, limit: int, *, exclude: Collection[str] = ()) -> Claimed:
+        # ``exclude`` needs no look: a record in CALLING is never due here (no lease).
+        heap = self._heap
+        self._wake = anyio.Event()  # what is added from now on wakes the next wait
+        claimed = Claimed([], [], time.monotonic())
+        while heap and heap[0][0] <= now and len(claimed.calls) < limit:
+            due, _, record = heapq.heappop(heap)
+            if due != record.due or record.id not in self._records:
+                continue  # stale: the record moved on since this entry was pushed
+            outcome = settle_due(record, now, lease=None, retain=self._retain)
+            if outcome is None:
+                del self._records[record.id]
+                continue
+            (claimed.calls if outcome else claimed.changed).append(record)
+            if record.due != float("inf"):
+                self._push(record)
+        return claimed
+
+    async def renew(self, records: Collection[SessionRecord], now: float) -> Renewed:
+        # No leases (nobody else could settle a claim): say which claims still hold.
+        ids = frozenset(
+            record.id
+            for record in records
+            if (current := self._records.get(record.id)) is not None and holds(current, record)
+        )
+        return Renewed(time.monotonic(), ids)
+
+    async def release(self, record: SessionRecord, now: float) -> SessionRecord | None:
+        current = self._records.get(record.id)
+        if current is None or not holds(current, record):
+            return None
+        release(current, now)
+        self._push(current)
+        return current
+
+    async def record_call(
+        self, record: SessionRecord, result: PlaceCallResult | None, now: float
+    ) -> SessionRecord | None:
+        claimed_at = record.claimed_at
+        if record.state is not SessionState.CALLING or claimed_at is None:
+            if result is not None:
+                record.attempts += (result,)  # verified or cancelled meanwhile
+            return None
+        answered(record, result, now)
+        self._push(record)
+        return record
+
+    async def finish(
+        self,
+        session_id: str,
+        state: SessionState,
+        now: float,
+        *,
+        error: PhoneConfirmError | None = None,
+        claimed_at: float | None = None,
+    ) -> SessionRecord | None:
+        record = self._records.get(session_id)
+        if record is None or not may_finish(record, state, claimed_at):
+            return None
+        end(record, state, now, self._retain, error)
+        if self._open:
+            self._push(record)
+        return record
+
+    async def next_due(self) -> float | None:
+        return self._heap[0][0] if self._heap else None
+
+    async def wait(self, until: float | None) -> None:
+        wake = self._wake
+        if until is None:
+            await wake.wait()
+        else:
+            with anyio.CancelScope(deadline=until):
+                await wake.wait()
+
+    def wake(self) -> None:
+        self._wake.set()

@@ -1,0 +1,366 @@
+"""What the SQL stores share: every operation of ``SessionStore`` written once.
+
+An operation is a generator: it yields each ``Statement`` it needs, receives its result
+(rows, one row, one value, or None) and returns its answer, applying the session rules of
+``_rules`` in between. A dialect (``SQLiteStore``, ``PostgresStore``) runs operations on its
+driver, in one transaction when asked, and gives the text of the few statements that
+differ between databases (the due rows, the JSON append of an answered call, a renewal,
+notifications). The columns and the statements built from them come from ``_schema``.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable, Collection, Generator, Iterable, Mapping
+from typing import Any, Literal, NamedTuple, TypeVar
+
+import anyio
+
+from phoneconfirm_async._errors import PhoneConfirmError
+from phoneconfirm_async._models import PlaceCallResult
+from phoneconfirm_async._settings import seconds
+from phoneconfirm_async._stores._protocol import Claimed, Renewed
+from phoneconfirm_async._stores._rules import (
+    SessionRecord,
+    SessionState,
+    end,
+    holds,
+    may_finish,
+    next_call_due,
+    release,
+    settle_due,
+)
+from phoneconfirm_async._stores._schema import (
+    MUTABLE,
+    NAMES,
+    record_from_row,
+    row_values,
+    update_values,
+)
+
+_T = TypeVar("_T")
+
+
+class Statement(NamedTuple):
+    """One statement of an operation; ``args`` is a list of argument tuples for
+    ``executemany``."""
+
+    kind: Literal["execute", "executemany", "fetch", "fetchrow", "fetchval"]
+    sql: str
+    args: Any = ()
+
+
+#: An operation: yields statements, receives their results, returns its answer.
+Op = Generator[Statement, Any, _T]
+
+
+def run_sync(op: Op[_T], execute: Callable[[Statement], Any]) -> _T:
+    """Run ``op`` with a blocking ``execute`` (SQLite, in a worker thread)."""
+    result = None
+    try:
+        while True:
+            result = execute(op.send(result))
+    except StopIteration as done:
+        return done.value  # type: ignore[no-any-return]
+
+
+async def run_async(op: Op[_T], execute: Callable[[Statement], Awaitable[Any]]) -> _T:
+    """Run ``op`` with an async ``execute`` (asyncpg)."""
+    result = None
+    try:
+        while True:
+            result = await execute(op.send(result))
+    except StopIteration as done:
+        return done.value  # type: ignore[no-any-return]
+
+
+class Statements:
+    """The statements every dialect writes alike, for one table; ``param(n)`` is the
+    dialect's n-th positional parameter (``?n``, ``$n``)."""
+
+    __slots__ = ("delete", "insert", "lock", "next_due", "select", "update")
+
+    def __init__(self, table: str, param: Callable[[int], str], *, lock: str = "") -> None:
+        columns = ", ".join(NAMES)
+        values = ", ".join(param(i + 1) for i in range(len(NAMES)))
+        assignments = ", ".join(f"{name} = {param(i + 1)}" for i, name in enumerate(MUTABLE))
+        self.insert = f"INSERT INTO {table} ({columns}) VALUES ({values})"
+        self.select = f"SELECT {columns} FROM {table} WHERE id = {param(1)}"
+        #: The row read to change it: locked until the transaction ends where rows lock.
+        self.lock = self.select + lock
+        self.update = f"UPDATE {table} SET {assignments} WHERE id = {param(len(MUTABLE) + 1)}"
+        self.delete = f"DELETE FROM {table} WHERE id = {param(1)}"
+        self.next_due = f"SELECT min(due) FROM {table}"
+
+
+class DuePass:
+    """One pass over due rows, read in due order: the calls claimed, the sessions changed,
+    and the rows to update and delete (written in the pass's transaction)."""
+
+    __slots__ = ("claimed", "deletes", "lease", "limit", "now", "retain", "updates")
+
+    def __init__(self, now: float, limit: int, *, lease: float | None, retain: float) -> None:
+        self.now = now
+        self.limit = limit
+        self.lease = lease
+        self.retain = retain
+        self.claimed = Claimed([], [])
+        self.updates: list[tuple[object, ...]] = []
+        self.deletes: list[tuple[str]] = []
+
+    @staticmethod
+    def batch_for(limit: int) -> int:
+        """Rows to read at a time: enough for the claims and the rows settled beside them."""
+        return max(limit, 1) * 2 + 64
+
+    @property
+    def full(self) -> bool:
+        return len(self.claimed.calls) >= self.limit
+
+    def take(self, rows: Iterable[Mapping[str, Any]]) -> None:
+        """Apply the due rules to rows until ``limit`` calls are claimed."""
+        for row in rows:
+            if self.full:
+                return
+            record = record_from_row(row)
+            outcome = settle_due(record, self.now, lease=self.lease, retain=self.retain)
+            if outcome is None:
+                self.deletes.append((record.id,))
+                continue
+            self.updates.append(update_values(record))
+            (self.claimed.calls if outcome else self.claimed.changed).append(record)
+
+
+class Waker:
+    """The driver's sleep on a durable store: until the next due time, a wake from this
+    process, or ``poll_interval`` (other processes' work is found by looking again)."""
+
+    __slots__ = ("_event", "_until", "poll_interval")
+
+    def __init__(self, poll_interval: float) -> None:
+        self.poll_interval = poll_interval
+        self._event = anyio.Event()
+        self._until = float("inf")
+
+    def arm(self) -> None:
+        """Called as a pass over due rows starts: a wake from now on ends the next sleep."""
+        self._event = anyio.Event()
+        self._until = float("inf")
+
+    def wake(self) -> None:
+        self._event.set()
+
+    def due(self, when: float) -> None:
+        """Something falls due at ``when``: wake the sleeper if it would sleep past it."""
+        if when < self._until:
+            self._event.set()
+
+    async def wait(self, until: float | None) -> None:
+        now = time.time()
+        delay = self.poll_interval
+        if until is not None:
+            delay = min(delay, until - now)
+        self._until = now + delay
+        with anyio.move_on_after(max(delay, 0.0)):
+            await self._event.wait()
+        self._until = float("inf")
+
+
+class SQLStore:
+    """The skeleton of a SQL store: ``SessionStore`` over a dialect's hooks.
+
+    A dialect sets ``statements`` and the dialect's own statement texts (``due``,
+    ``answered``, ``append``), implements ``_run`` and may override the hooks below.
+    """
+
+    durable = True
+    name: str
+    #: Whether a claim reads due rows page after page until it has its calls (SQLite,
+    #: under its write lock), or takes one page of rows it locks (PostgreSQL, SKIP LOCKED).
+    pages = True
+    statements: Statements
+    #: Due rows: args (now, excluded ids, rows, offset) as ``_due_args`` gives them.
+    due_sql: str
+    #: The conditional update of an answered call, ``RETURNING`` the row: args (id,
+    #: claimed_at, due, attempt).
+    answered_sql: str
+    #: Appends an answer to a session whose claim no longer holds: args (id, attempt).
+    append_sql: str
+
+    def __init__(self, *, lease: float, poll_interval: float) -> None:
+        self.lease: float | None = seconds("lease", lease)
+        self.poll_interval: float | None = seconds("poll_interval", poll_interval)
+        self._waker = Waker(self.poll_interval)
+        self._retain = 0.0
+
+    def now(self) -> float:
+        return time.time()
+
+    # -- the dialect's hooks ----------------------------------------------------------------
+    async def _run(self, op: Op[_T], *, transaction: bool = True) -> _T:
+        """Run ``op`` on a connection, in one transaction unless told not to; a database
+        failure is a ``StoreError``."""
+        raise NotImplementedError
+
+    def _due_args(self, now: float, skip: list[str], rows: int, offset: int) -> tuple[Any, ...]:
+        raise NotImplementedError
+
+    def _attempt_arg(self, result: PlaceCallResult | None) -> object:
+        """The JSON an answered call appends to ``attempts`` (None: nothing)."""
+        raise NotImplementedError
+
+    def _notify(self, session_ids: list[str]) -> Statement | None:
+        """A statement that tells other processes these sessions changed, if it can."""
+        return None
+
+    def _renew_op(self, lease_end: float, claims: list[tuple[str, float | None]]) -> Op[set[str]]:
+        """Move the lease of every claim that still holds to ``lease_end``; return their ids."""
+        held = set()
+        for session_id, claimed_at in claims:
+            row = yield Statement("fetchrow", self.renew_sql, (lease_end, session_id, claimed_at))
+            if row is not None:
+                held.add(session_id)
+        return held
+
+    #: One claim's renewal, ``RETURNING id``: args (lease end, id, claimed_at).
+    renew_sql: str
+
+    # -- the protocol -----------------------------------------------------------------------
+    async def add(self, record: SessionRecord) -> None:
+        await self._run(
+            _one("execute", self.statements.insert, row_values(record)), transaction=False
+        )
+        self._waker.due(record.due)
+
+    async def load(self, session_id: str) -> SessionRecord | None:
+        row = await self._run(
+            _one("fetchrow", self.statements.select, (session_id,)), transaction=False
+        )
+        return None if row is None else record_from_row(row)
+
+    async def claim(self, now: float, limit: int, *, exclude: Collection[str] = ()) -> Claimed:
+        self._waker.arm()
+        return await self._run(self._claim_op(limit, list(exclude)))
+
+    def _claim_op(self, limit: int, skip: list[str]) -> Op[Claimed]:
+        rows_per_page = DuePass.batch_for(limit)
+        due: DuePass | None = None
+        at = 0.0
+        offset = 0
+        while True:
+            now = time.time() if due is None else due.now
+            rows = yield Statement(
+                "fetch", self.due_sql, self._due_args(now, skip, rows_per_page, offset)
+            )
+            if due is None:
+                # The rows are locked (or the write lock held): the claims' time is read
+                # now, not before the wait for the lock.
+                at = time.monotonic()
+                due = DuePass(time.time(), limit, lease=self.lease, retain=self._retain)
+            due.take(rows)
+            if not self.pages or due.full or len(rows) < rows_per_page:
+                break
+            offset += rows_per_page
+        if due.updates:
+            yield Statement("executemany", self.statements.update, due.updates)
+        if due.deletes:
+            yield Statement("executemany", self.statements.delete, due.deletes)
+        if due.claimed.changed:
+            notify = self._notify([record.id for record in due.claimed.changed])
+            if notify is not None:
+                yield notify
+        return due.claimed._replace(at=at)
+
+    async def renew(self, records: Collection[SessionRecord], now: float) -> Renewed:
+        lease = self.lease
+        assert lease is not None
+        claims = [(record.id, record.claimed_at) for record in records]
+
+        def op() -> Op[Renewed]:
+            at, now = time.monotonic(), time.time()  # under the lock, as for a claim
+            held = yield from self._renew_op(now + lease, claims)
+            return Renewed(at, frozenset(held))
+
+        return await self._run(op())
+
+    async def release(self, record: SessionRecord, now: float) -> SessionRecord | None:
+        def op() -> Op[SessionRecord | None]:
+            row = yield Statement("fetchrow", self.statements.lock, (record.id,))
+            if row is None:
+                return None
+            current = record_from_row(row)
+            if not holds(current, record):
+                return None  # settled elsewhere, or the session ended
+            release(current, time.time())
+            yield Statement("execute", self.statements.update, update_values(current))
+            return current
+
+        updated = await self._run(op())
+        if updated is not None:
+            self._waker.wake()
+        return updated
+
+    async def record_call(
+        self, record: SessionRecord, result: PlaceCallResult | None, now: float
+    ) -> SessionRecord | None:
+        attempt = self._attempt_arg(result)
+
+        def op() -> Op[SessionRecord | None]:
+            # The claim holds: one conditional UPDATE. It does not: keep the answer only.
+            due = next_call_due(record, time.time())
+            args = (record.id, record.claimed_at, due, attempt)
+            row = yield Statement("fetchrow", self.answered_sql, args)
+            if row is not None:
+                return record_from_row(row)
+            if result is not None:
+                yield Statement("execute", self.append_sql, (record.id, attempt))
+            return None
+
+        updated = await self._run(op(), transaction=False)  # each statement atomic alone
+        if updated is not None:
+            self._waker.due(updated.due)
+        return updated
+
+    async def finish(
+        self,
+        session_id: str,
+        state: SessionState,
+        now: float,
+        *,
+        error: PhoneConfirmError | None = None,
+        claimed_at: float | None = None,
+    ) -> SessionRecord | None:
+        retain = self._retain
+
+        def op() -> Op[SessionRecord | None]:
+            row = yield Statement("fetchrow", self.statements.lock, (session_id,))
+            if row is None:
+                return None
+            current = record_from_row(row)
+            if not may_finish(current, state, claimed_at):
+                return None
+            end(current, state, now, retain, error)
+            yield Statement("execute", self.statements.update, update_values(current))
+            notify = self._notify([session_id])
+            if notify is not None:
+                yield notify
+            return current
+
+        return await self._run(op())
+
+    async def next_due(self) -> float | None:
+        due: float | None = await self._run(
+            _one("fetchval", self.statements.next_due, ()), transaction=False
+        )
+        return due
+
+    async def wait(self, until: float | None) -> None:
+        await self._waker.wait(until)
+
+    def wake(self) -> None:
+        self._waker.wake()
+
+
+def _one(kind: Literal["execute", "fetchrow", "fetchval"], sql: str, args: Any) -> Op[Any]:
+    """An operation of one statement."""
+    return (yield Statement(kind, sql, args))

@@ -1,0 +1,1 @@
+"""The transports: the seam, the bound around a given one, httpx, aiohttp, the choice."""
