@@ -1,145 +1,56 @@
-"""Test your application against the emulator in process: no server, no socket.
+"""Test doubles and checks for applications and store authors.
 
-Needs the ``emulator`` extra. ``EmulatorTransport`` is a ``
-Transport`` that hands each request to the emulator's ASGI app in the caller's event loop
-(asyncio or trio), so a sign-up flow runs in milliseconds and under trio's ``MockClock``:
+- ``MockTransport(handler)``: answers from a function of yours; the core install is all
+  it needs.
+- ``EmulatorTransport``: the emulator's whole behaviour in process, no socket (the
+  ``emulator`` extra):
 
-    from phoneconfirm_async.emulator import EmulatorConfig
-    from phoneconfirm_async.testing import EmulatorTransport
+      from phoneconfirm_async.emulator import EmulatorConfig
+      from phoneconfirm_async.testing import EmulatorTransport
 
-    transport = EmulatorTransport(EmulatorConfig(answer_on_attempt=2))
-    async with transport.client() as client:
-        placed = await client.place_call("5555550123", country_code="1", code="4821")
-    assert transport.calls[0].phone == "5555550123"
+      transport = EmulatorTransport(EmulatorConfig(answer_on_attempt=2))
+      async with transport.client() as client:
+          placed = await client.place_call("5555550123", country_code="1", code="4821")
+      assert transport.calls[0].phone == "5555550123"
 
-It keeps the emulator's whole behaviour (error codes, mixed field types, faults, the call
-log, ``heard_code``). A call is in ``calls`` by the time ``send`` returns, so a test needs
-no ``wait_for_calls``. Connection faults behave as over a socket: ``reset`` and
-``truncated`` end in a dropped connection, ``hang`` holds the request for
-``hang_seconds`` (the client's ``attempt_timeout`` ends it first).
+  It keeps the emulator's whole behaviour (error codes, mixed field types, faults, the
+  call log, ``heard_code``). A call is in ``calls`` by the time ``send`` returns, so a
+  test needs no ``wait_for_calls``. Connection faults behave as over a socket: ``reset``
+  and ``truncated`` end in a dropped connection, ``hang`` holds the request for
+  ``hang_seconds`` (the client's ``attempt_timeout`` ends it first).
+- ``StoreContract``: the tests a ``SessionStore`` must pass (needs pytest).
+
+Each is imported when first used: importing this module needs neither starlette nor
+pytest.
 """
 
 from __future__ import annotations
 
-from typing import Any, Final
-from urllib.parse import unquote, urlsplit
+import importlib
+from typing import TYPE_CHECKING, Any
 
-import anyio
-from starlette.types import Message
+from phoneconfirm_async._testing._mock import MockTransport as MockTransport
 
-from phoneconfirm_async import (
-    PhoneConfirmClient,
-    TransportError,
-    TransportRequest,
-    TransportResponse,
-)
-from phoneconfirm_async.emulator import EmulatorBase, EmulatorConfig
-from phoneconfirm_async.emulator._app import CONNECTION_KEY
+if TYPE_CHECKING:
+    from phoneconfirm_async._testing._contract import StoreContract as StoreContract
+    from phoneconfirm_async._testing._emulator import EmulatorTransport as EmulatorTransport
 
-__all__ = ["EmulatorTransport"]
+__all__ = ["EmulatorTransport", "MockTransport", "StoreContract"]
 
-
-class EmulatorTransport(EmulatorBase):
-    """The emulator as a transport: requests go to its ASGI app in process, not over TCP.
-
-    Pass it as ``PhoneConfirmClient(..., transport=EmulatorTransport(config))``, or let
-    ``client`` do that with the emulator's own key and domain. ``calls``,
-    ``heard_code``, ``faults`` and ``request_count`` are those of the served
-    ``Emulator``.
-    """
-
-    name: Final = "emulator"
-    #: The base URL ``client`` gives (``.test`` is reserved: it never resolves).
-    base_url: Final = "http://phoneconfirm-emulator.test/services"
-
-    def __init__(self, config: EmulatorConfig | None = None) -> None:
-        super().__init__(config)
-
-    def __repr__(self) -> str:
-        return f"<EmulatorTransport calls={len(self.calls)}>"
-
-    def client(self, **options: Any) -> PhoneConfirmClient:
-        """A client on this transport with the emulator's first key and trusted domain.
-
-        ``options`` are further ``PhoneConfirmClient`` arguments
-        (``retry``, ``response_format``, ...). Open it with ``async with``.
-        """
-        options.setdefault("base_url", self.base_url)
-        return PhoneConfirmClient(
-            self.config.api_keys[0], self.config.trusted_domains[0], transport=self, **options
-        )
-
-    async def send(self, request: TransportRequest) -> TransportResponse:
-        """Hand ``request`` to the emulator's app; a dropped connection is a
-        ``TransportError(sent=True, kind="disconnected")``, as over a socket."""
-        exchange = _Exchange()
-        await self.app(_scope(request, exchange), exchange.receive, exchange.send)
-        if exchange.dropped or not exchange.complete:
-            raise TransportError(
-                "the emulator dropped the connection", sent=True, kind="disconnected"
-            )
-        body = b"".join(exchange.body)[: request.max_body + 1]
-        return TransportResponse(exchange.status, exchange.headers, body)
+_LAZY = {
+    "EmulatorTransport": "phoneconfirm_async._testing._emulator",
+    "StoreContract": "phoneconfirm_async._testing._contract",
+}
 
 
-class _Exchange:
-    """One request's ASGI conversation, and the connection faults can drop."""
-
-    def __init__(self) -> None:
-        self.status = 0
-        self.headers: dict[str, str] = {}
-        self.body: list[bytes] = []
-        self.complete = False
-        self.dropped = False
-        self._request_read = False
-        self._over = anyio.Event()
-
-    async def receive(self) -> Message:
-        if not self._request_read:
-            self._request_read = True
-            return {"type": "http.request", "body": b"", "more_body": False}
-        await self._over.wait()
-        return {"type": "http.disconnect"}
-
-    async def send(self, message: Message) -> None:
-        if self.dropped:
-            return
-        if message["type"] == "http.response.start":
-            self.status = message["status"]
-            self.headers = {
-                name.decode("latin-1").lower(): value.decode("latin-1")
-                for name, value in message.get("headers", ())
-            }
-        elif message["type"] == "http.response.body":
-            self.body.append(message.get("body", b""))
-            if not message.get("more_body", False):
-                self.complete = True
-                self._over.set()
-
-    async def hang(self, seconds: float) -> None:
-        await anyio.sleep(seconds)
-
-    def drop(self) -> None:
-        self.dropped = True
-        self._over.set()
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    value.__module__ = __name__
+    globals()[name] = value
+    return value
 
 
-def _scope(request: TransportRequest, exchange: _Exchange) -> dict[str, Any]:
-    parts = urlsplit(request.url)
-    host = parts.hostname or "emulator"
-    port = parts.port or (443 if parts.scheme == "https" else 80)
-    return {
-        "type": "http",
-        "asgi": {"version": "3.0"},
-        "http_version": "1.1",
-        "method": request.method,
-        "scheme": parts.scheme or "http",
-        "path": unquote(parts.path),
-        "raw_path": parts.path.encode("ascii"),
-        "query_string": parts.query.encode("ascii"),
-        "root_path": "",
-        "headers": [(b"host", parts.netloc.encode("ascii"))],
-        "client": None,
-        "server": (host, port),
-        CONNECTION_KEY: exchange,
-    }
+MockTransport.__module__ = __name__

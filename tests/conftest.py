@@ -9,6 +9,8 @@ import pytest
 
 from phoneconfirm_async.emulator import Emulator, EmulatorConfig
 
+pytest_plugins = ["pytester"]  # tests of the store contract run it on broken stores
+
 API_KEY = "emulator-key"
 DOMAIN = "example.com"
 #: The environment variables a client reads; CLI tests run without them.

@@ -6,7 +6,10 @@
 - no module reads or writes a private attribute that another module defines
   (``client._slots``): a leading underscore is private to the module that defines it;
 - the CLI imports public names only; the core imports neither the CLI nor the emulator;
-  the emulator imports nothing of the client.
+  the emulator imports nothing of the client;
+- the rooms: stores in ``_stores/``, transports in ``_transports/``, no module over
+  ``MAX_LINES`` lines; each session rule and the column list written once;
+- ``phoneconfirm_async.errors`` exports every exception class.
 """
 
 from __future__ import annotations
@@ -36,8 +39,11 @@ PUBLIC_MODULES = {
     PACKAGE,
     f"{PACKAGE}.emulator",
     f"{PACKAGE}.errors",
+    f"{PACKAGE}.stores",
     f"{PACKAGE}.testing",
 }
+#: The longest a module may grow: past it, it does more than one job.
+MAX_LINES = 450
 
 
 @dataclass
@@ -161,7 +167,7 @@ MODULES = load_modules()
 
 def test_the_package_is_what_the_walk_sees() -> None:
     """The walk finds the modules the layering rules are about."""
-    for name in ("_client", "_engine", "_transport", "_batch", "_scheduler", "cli", "testing"):
+    for name in ("_client", "_engine", "_transports", "_stores", "_scheduler", "cli", "testing"):
         assert f"{PACKAGE}.{name}" in MODULES
 
 
@@ -204,7 +210,7 @@ def test_the_cli_imports_public_names_only(name: str) -> None:
 def test_the_layers_point_one_way() -> None:
     """The core imports neither the CLI, the emulator nor testing; the emulator imports
     nothing of the client."""
-    outer = (f"{PACKAGE}.cli", f"{PACKAGE}.emulator", f"{PACKAGE}.testing")
+    outer = (f"{PACKAGE}.cli", f"{PACKAGE}.emulator", f"{PACKAGE}.testing", f"{PACKAGE}._testing")
     for module in MODULES.values():
         if module.name.startswith(outer):
             continue
@@ -213,6 +219,87 @@ def test_the_layers_point_one_way() -> None:
         if module.name.startswith(f"{PACKAGE}.emulator"):
             foreign = [i for i in module.imports if not i.startswith(f"{PACKAGE}.emulator")]
             assert foreign == [], module.name
+
+
+def test_stores_and_transports_live_in_their_folders() -> None:
+    """A reader finds "the stores" and "the transports" by looking at the folder."""
+    stores = {n for n in MODULES if n.startswith(f"{PACKAGE}._stores.")}
+    transports = {n for n in MODULES if n.startswith(f"{PACKAGE}._transports.")}
+    assert {f"{PACKAGE}._stores._{n}" for n in ("rules", "memory", "sqlite", "postgres")} <= stores
+    assert {f"{PACKAGE}._transports._{n}" for n in ("seam", "httpx", "aiohttp")} <= transports
+    flat = {n.rsplit(".", 1)[-1] for n in MODULES if n.count(".") == 1}
+    assert not {n for n in flat if "store" in n} - {"stores", "_stores", "_store_writes"}
+    assert not {n for n in flat if "transport" in n} - {"_transports"}
+
+
+@pytest.mark.parametrize("name", sorted(MODULES))
+def test_no_module_is_over_the_line_limit(name: str) -> None:
+    lines = len(MODULES[name].path.read_text().splitlines())
+    assert lines <= MAX_LINES, f"{name} has {lines} lines: split it by job"
+
+
+def arithmetic_on(tree: ast.AST, attribute: str) -> list[int]:
+    """Lines where ``<x>.attribute`` is an operand of arithmetic (``+``, ``+=``, ...)."""
+    lines = []
+    for node in ast.walk(tree):
+        operands: list[ast.expr] = []
+        if isinstance(node, ast.BinOp):
+            operands = [node.left, node.right]
+        elif isinstance(node, ast.AugAssign):
+            operands = [node.target, node.value]
+        lines += [
+            operand.lineno
+            for operand in operands
+            if isinstance(operand, ast.Attribute) and operand.attr == attribute
+        ]
+    return lines
+
+
+def test_the_next_call_rule_is_written_once() -> None:
+    """ "Next call ``redial_interval`` after the last" is arithmetic in one place (the
+    rules every store applies); stores, driver and scheduler call it."""
+    places = {
+        name: lines
+        for name, module in MODULES.items()
+        if (lines := arithmetic_on(module.tree, "redial_interval"))
+    }
+    assert list(places) == [f"{PACKAGE}._stores._rules"]
+    assert len(places[f"{PACKAGE}._stores._rules"]) == 1
+
+
+def string_constants(tree: ast.AST) -> Iterator[str]:
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Constant) and isinstance(node.value, str):
+            yield node.value
+
+
+def test_the_columns_are_listed_once() -> None:
+    """The session row's columns are named in ``_stores._schema`` only: DDL, inserts,
+    selects and updates of both SQL stores are generated from that list."""
+    naming = sorted(
+        name
+        for name, module in MODULES.items()
+        if any(
+            "redial_count" in text or "country_code" in text
+            for text in string_constants(module.tree)
+        )
+        and name.startswith(f"{PACKAGE}._stores")
+    )
+    assert naming == [f"{PACKAGE}._stores._schema"]
+
+
+def test_errors_exports_every_exception_class() -> None:
+    """``phoneconfirm_async.errors`` is the one place every exception is importable from."""
+    import phoneconfirm_async._errors as private
+    import phoneconfirm_async.errors as errors
+
+    defined = {
+        name
+        for name, value in vars(private).items()
+        if isinstance(value, type) and issubclass(value, BaseException) and not is_private(name)
+    }
+    assert set(errors.__all__) == defined
+    assert all(getattr(errors, name) is getattr(private, name) for name in defined)
 
 
 def test_the_walk_catches_what_it_forbids() -> None:
@@ -226,3 +313,6 @@ def test_the_walk_catches_what_it_forbids() -> None:
         "b": Module("b", ROOT, ast.parse(""), imports={"a"}),
     }
     assert find_cycle(cyclic) == ["a", "b", "a"]
+    assert arithmetic_on(ast.parse("due = now + record.redial_interval"), "redial_interval")
+    assert arithmetic_on(ast.parse("r.due += r.redial_interval"), "redial_interval")
+    assert not arithmetic_on(ast.parse("f(record.redial_interval)"), "redial_interval")

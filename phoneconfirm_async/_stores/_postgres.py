@@ -150,14 +150,14 @@ class PostgresStore(SQLStore):
             raise RuntimeError("a PostgresStore is used by one scheduler at a time")
         import asyncpg
 
-        self._retain = retain
+        self.retain = retain
 
         def listen(_conn: object, _pid: int, _channel: str, payload: str) -> None:
             if payload.startswith("d"):
                 try:
-                    self._waker.due(float(payload[1:]))
+                    self.waker.due(float(payload[1:]))
                 except ValueError:
-                    self._waker.wake()
+                    self.waker.wake()
             elif payload.startswith("s"):
                 on_change(payload[1:])
 
@@ -212,7 +212,7 @@ class PostgresStore(SQLStore):
                     elif polling:
                         polling = False
                         logger.warning("%s: listening for notifications again", self.name)
-                        self._waker.wake()  # look now for what was missed meanwhile
+                        self.waker.wake()  # look now for what was missed meanwhile
                     delay = _BACKOFF_FIRST
                     await lost.wait()
             except db_errors():

@@ -190,8 +190,10 @@ class SQLStore:
     def __init__(self, *, lease: float, poll_interval: float) -> None:
         self.lease: float | None = seconds("lease", lease)
         self.poll_interval: float | None = seconds("poll_interval", poll_interval)
-        self._waker = Waker(self.poll_interval)
-        self._retain = 0.0
+        #: The driver's sleep, woken by this process's changes (and a dialect's news).
+        self.waker = Waker(self.poll_interval)
+        #: Seconds a finished session is kept (the scheduler's ``retain``, set by ``open``).
+        self.retain = 0.0
 
     def now(self) -> float:
         return time.time()
@@ -230,7 +232,7 @@ class SQLStore:
         await self._run(
             _one("execute", self.statements.insert, row_values(record)), transaction=False
         )
-        self._waker.due(record.due)
+        self.waker.due(record.due)
 
     async def load(self, session_id: str) -> SessionRecord | None:
         row = await self._run(
@@ -239,7 +241,7 @@ class SQLStore:
         return None if row is None else record_from_row(row)
 
     async def claim(self, now: float, limit: int, *, exclude: Collection[str] = ()) -> Claimed:
-        self._waker.arm()
+        self.waker.arm()
         return await self._run(self._claim_op(limit, list(exclude)))
 
     def _claim_op(self, limit: int, skip: list[str]) -> Op[Claimed]:
@@ -256,7 +258,7 @@ class SQLStore:
                 # The rows are locked (or the write lock held): the claims' time is read
                 # now, not before the wait for the lock.
                 at = time.monotonic()
-                due = DuePass(time.time(), limit, lease=self.lease, retain=self._retain)
+                due = DuePass(time.time(), limit, lease=self.lease, retain=self.retain)
             due.take(rows)
             if not self.pages or due.full or len(rows) < rows_per_page:
                 break
@@ -297,7 +299,7 @@ class SQLStore:
 
         updated = await self._run(op())
         if updated is not None:
-            self._waker.wake()
+            self.waker.wake()
         return updated
 
     async def record_call(
@@ -318,7 +320,7 @@ class SQLStore:
 
         updated = await self._run(op(), transaction=False)  # each statement atomic alone
         if updated is not None:
-            self._waker.due(updated.due)
+            self.waker.due(updated.due)
         return updated
 
     async def finish(
@@ -330,7 +332,7 @@ class SQLStore:
         error: PhoneConfirmError | None = None,
         claimed_at: float | None = None,
     ) -> SessionRecord | None:
-        retain = self._retain
+        retain = self.retain
 
         def op() -> Op[SessionRecord | None]:
             row = yield Statement("fetchrow", self.statements.lock, (session_id,))
@@ -355,10 +357,10 @@ class SQLStore:
         return due
 
     async def wait(self, until: float | None) -> None:
-        await self._waker.wait(until)
+        await self.waker.wait(until)
 
     def wake(self) -> None:
-        self._waker.wake()
+        self.waker.wake()
 
 
 def _one(kind: Literal["execute", "fetchrow", "fetchval"], sql: str, args: Any) -> Op[Any]:

@@ -92,7 +92,7 @@ class SQLiteStore(SQLStore):
     async def open(self, *, retain: float, on_change: ChangeHook) -> AsyncIterator[None]:
         if self._db is not None:
             raise RuntimeError("an SQLiteStore is used by one scheduler at a time")
-        self._retain = retain
+        self.retain = retain
         try:
             self._db = await anyio.to_thread.run_sync(self._connect, limiter=self._limiter)
         except (sqlite3.Error, OSError) as exc:

@@ -1,0 +1,1 @@
+"""What phoneconfirm_async.testing gives: test doubles and the store contract."""
