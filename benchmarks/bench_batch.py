@@ -1,4 +1,4 @@
-"""Batch throughput, rate-limit accuracy and memory over a long input (SPEC section 7).
+"""Batch throughput, rate-limit accuracy and memory over a long input.
 
     python -m benchmarks.bench_batch [--quick] [--json FILE] [--only NAME]
 
@@ -6,8 +6,8 @@ The emulator runs in its own process. Throughput is rows per second of ``place_m
 against a hand-written loop a user would otherwise write, rounds interleaved:
 
 - ``transport="httpx"`` vs ``httpx.AsyncClient`` + semaphore + ``gather`` (target >= 1.0x);
-- ``transport="auto"`` (aiohttp on asyncio) vs a raw ``aiohttp`` loop (target >= 0.9x, SPEC
-  section 9; the first release's was 0.7x);
+- ``transport="auto"`` (aiohttp on asyncio) vs a raw ``aiohttp`` loop (target >= 0.9x;
+  the first release's was 0.7x);
 - ``rate_limit=50``: the arrival rate on the emulator's call log (target within 5%);
 - a long generated input: RSS sampled as rows complete, growth after warm-up (<= +50 MB).
 """

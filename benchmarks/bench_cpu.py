@@ -1,11 +1,11 @@
-"""Client CPU per ``place_call`` on asyncio against a raw aiohttp GET (SPEC section 7).
+"""Client CPU per ``place_call`` on asyncio against a raw aiohttp GET.
 
     python -m benchmarks.bench_cpu [--quick] [--json FILE]
 
 Sequential calls against an out-of-process emulator; the figure is this process's CPU time
 (``time.process_time``) per call, so the emulator's work and the network wait do not count.
 Baseline: ``aiohttp.ClientSession.get`` + ``json.loads`` on the same emulator. Target <= 1.10x
-(SPEC section 9; the first release's was 1.3x).
+(the first release's was 1.3x).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""place_call round trip vs bare httpx ``get`` + ``json.loads``, sequential (SPEC section 7).
+"""place_call round trip vs bare httpx ``get`` + ``json.loads``, sequential.
 
     python -m benchmarks.bench_overhead [--quick] [--json FILE]
 

@@ -1,4 +1,4 @@
-"""Parse + normalize an answer against the bare decoder (SPEC sections 7 and 9).
+"""Parse + normalize an answer against the bare decoder.
 
     python -m benchmarks.bench_parser [--quick] [--json FILE]
 

@@ -1,4 +1,4 @@
-"""Scheduler memory and wake-up lateness (SPEC section 7).
+"""Scheduler memory and wake-up lateness.
 
     python -m benchmarks.bench_scheduler [--quick] [--json FILE]
 

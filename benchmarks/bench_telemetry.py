@@ -11,8 +11,8 @@ SDK's batch span processor, which exports from its own, counts). The SDK side is
 ``TracerProvider`` with a ``BatchSpanProcessor`` into an ``InMemorySpanExporter`` and a
 ``MeterProvider`` with an ``InMemoryMetricReader``; on aiohttp also the same with 10% of
 traces sampled (``ParentBased(TraceIdRatioBased(0.1))``): metrics for every call, spans
-for one in ten. Baseline: the same calls with ``telemetry=False``. Targets (SPEC section
-9): no-op <= 1.03x, SDK <= 1.25x; the cost per call in microseconds is in each row's
+for one in ten. Baseline: the same calls with ``telemetry=False``. Targets: no-op <=
+1.03x, SDK <= 1.25x; the cost per call in microseconds is in each row's
 detail.
 """
 

@@ -8,7 +8,7 @@ loop, and a raw ``aiohttp`` loop, all in this process on asyncio's own loop; and
 processes, ``phoneconfirm batch place --concurrency N`` and the hand-written aiohttp script
 of ``benchmarks.bench_cli``. One out-of-process emulator serves them all. The Result lines
 report the library (auto) against raw aiohttp at each level, the median ratio of
-interleaved rounds (target >= 0.9x at every level, SPEC section 9).
+interleaved rounds (target >= 0.9x at every level).
 """
 
 from __future__ import annotations

@@ -43,7 +43,7 @@ from phoneconfirm_async._transports._choice import (
 from phoneconfirm_async._transports._seam import Transport
 
 if TYPE_CHECKING:
-    import httpx  # imported when the httpx transport is used: it takes 120 ms to import
+    import httpx  # imported when the httpx transport is used: a slow import
     from opentelemetry.metrics import MeterProvider
     from opentelemetry.trace import TracerProvider
 

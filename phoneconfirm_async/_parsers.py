@@ -82,7 +82,7 @@ def parse_xml(body: bytes) -> Mapping[str, Any]:
         raise ParseError("XML with a DTD or entity declarations is refused")
     document = _flat_xml(body)
     if document is None:
-        import xmltodict  # only now: it imports urllib, http.client and email (40 ms)
+        import xmltodict  # only now: it imports urllib, http.client and email
 
         document = xmltodict.parse(body, disable_entities=True)
     return document

@@ -1,4 +1,5 @@
-"""Input rules (SPEC section 4): each returns the wire form or raises ValidationError."""
+"""Input rules, checked before sending: each returns the wire form or raises
+ValidationError."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The package's layering, read from its source with ``ast`` (STYLE.md, "Layers").
+"""The package's layering, read from its source with ``ast``.
 
 - the import graph of the package's modules has no cycle, lazy and ``TYPE_CHECKING``
   imports included;

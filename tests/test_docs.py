@@ -5,8 +5,11 @@ A page's ```` ```python ```` blocks run in order in one namespace (top-level ``a
 on asyncio and on trio, in a fresh working directory with no ``PHONECONFIRM_*`` variable
 set. A block is shown but not run only when the line before it is
 ``<!-- no-run: <why> -->``, and a block that only includes a file (``--8<-- "path"``) is run
-by that file's own tests. The ``phoneconfirm`` commands of console blocks must parse as
-the real command's, and the reference pages must name every public name.
+by that file's own tests. A page that defines pytest test classes (``Test*``, such as a
+``StoreContract`` subclass) has them run by pytest in a subprocess, from a module made of
+the page's blocks that are plain module code. The ``phoneconfirm`` commands of console
+blocks must parse as the real command's, and the reference pages must name every public
+name.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import ast
 import inspect
 import re
 import shlex
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
@@ -89,6 +93,32 @@ async def run_page(page: Path) -> None:
     for name, value in list(namespace.items()):
         if name.startswith("test_") and callable(value):
             await run_test(value)
+    if any(name.startswith("Test") and isinstance(v, type) for name, v in namespace.items()):
+        await run_test_classes(page)
+
+
+async def run_test_classes(page: Path) -> None:
+    """pytest on the page's test classes: a module of the page's blocks that compile as
+    module code (not those with top-level ``await``), run in a subprocess."""
+    blocks = []
+    for sample in samples(page):
+        if not sample.runs:
+            continue
+        try:
+            compile(sample.code, str(page), "exec")
+        except SyntaxError:
+            continue  # top-level await: a sample, not module code
+        blocks.append(sample.code)
+    module = anyio.Path(f"test_{page.stem.replace('-', '_')}.py")
+    await module.write_text("\n\n".join(blocks))
+    done = await anyio.run_process(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(module)],
+        check=False,
+    )
+    output = (done.stdout + done.stderr).decode()
+    assert done.returncode == 0, output
+    assert " passed" in output, output
+    assert "skipped" not in output, output
 
 
 async def run_test(test: Callable[[], Any]) -> None:

@@ -1,4 +1,4 @@
-"""The public front door matches the SPEC's names exactly."""
+"""The public front door holds exactly the documented public names."""
 
 from __future__ import annotations
 
@@ -39,7 +39,7 @@ SPEC_NAMES = {
     "SQLiteStore",
     "PostgresStore",
 } | ERRORS
-#: Names we add beyond the SPEC, each documented in docs/reference.
+#: Names added beyond the first specification, each documented in docs/reference.
 EXTRA_NAMES = {
     "RetryEvent",
     "TransportRequest",
@@ -52,7 +52,7 @@ EXTRA_NAMES = {
 
 
 def test_all_is_sorted_and_complete() -> None:
-    """__all__ is sorted and holds exactly the SPEC's names plus documented extras."""
+    """__all__ is sorted and holds exactly the specified names plus documented extras."""
     exported = phoneconfirm_async.__all__
     assert exported == sorted(exported)
     assert set(exported) == SPEC_NAMES | EXTRA_NAMES
@@ -71,7 +71,7 @@ def test_every_exported_name_resolves() -> None:
 
 
 def test_error_tree_matches_spec() -> None:
-    """The error classes form the SPEC's tree and are re-exported from errors too."""
+    """The error classes form the documented tree and are re-exported from errors too."""
     from phoneconfirm_async import errors
 
     pc = phoneconfirm_async

@@ -39,7 +39,7 @@ CASES: list[tuple[str, Callable[[], object], str]] = [
     ("client retry_budget", lambda: client(retry_budget="many"), "retry_budget"),
     ("client retry", lambda: client(retry={"max_attempts": 2}), "retry"),
     ("client parsers", lambda: client(parsers=["json"]), "parsers"),
-    ("client api_key", lambda: PhoneConfirmClient(42, "example.com"), "api_key"),
+    ("client api_key", lambda: PhoneConfirmClient(42, "example.com"), "api_key"),  # type: ignore[arg-type]
     ("scheduler retain", lambda: scheduler(retain=-1), "retain"),
     ("scheduler retain text", lambda: scheduler(retain="1h"), "retain"),
     ("scheduler concurrency", lambda: scheduler(concurrency=0), "concurrency"),
@@ -47,13 +47,13 @@ CASES: list[tuple[str, Callable[[], object], str]] = [
     ("scheduler retry", lambda: scheduler(retry=3), "retry"),
     ("scheduler drive", lambda: scheduler(drive=False), "drive"),
     ("sqlite lease", lambda: SQLiteStore("x.sqlite", lease=0), "lease"),
-    ("sqlite poll_interval", lambda: SQLiteStore("x.sqlite", poll_interval="1"), "poll_interval"),
+    ("sqlite poll_interval", lambda: SQLiteStore("x.sqlite", poll_interval="1"), "poll_interval"),  # type: ignore[arg-type]
     ("postgres lease", lambda: PostgresStore("postgresql://h/db", lease=-1), "lease"),
     ("postgres table", lambda: PostgresStore("postgresql://h/db", table="a b"), "table"),
     ("url lease", lambda: store_from_url("sqlite:///x.sqlite?lease=never"), "lease"),
     ("retry max_attempts", lambda: RetryPolicy(max_attempts=0), "max_attempts"),
     ("retry deadline", lambda: RetryPolicy(deadline=-1), "deadline"),
-    ("retry initial_wait", lambda: RetryPolicy(initial_wait="1"), "initial_wait"),
+    ("retry initial_wait", lambda: RetryPolicy(initial_wait="1"), "initial_wait"),  # type: ignore[arg-type]
     ("mock handler", lambda: MockTransport(None), "handler"),  # type: ignore[arg-type]
 ]
 

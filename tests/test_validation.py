@@ -1,4 +1,4 @@
-"""SPEC section 4: every rule names its field, and good input is normalized."""
+"""The input rules: every rule names its field, and good input is normalized."""
 
 from __future__ import annotations
 

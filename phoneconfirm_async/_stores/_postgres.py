@@ -4,7 +4,7 @@ asyncpg, so asyncio only. A pass over due rows locks them with ``SELECT ... FOR 
 SKIP LOCKED``: two workers never claim the same call and never wait for each other. A new
 session ``NOTIFY``s the other workers (``d`` + its due time) so they wake at once; a
 session that ends ``NOTIFY``s its id (``s`` + id) so that ``wait()`` in another process
-returns without polling (an answered call does not notify: at a thousand calls a second the
+returns without polling (an answered call does not notify: at a high call rate the
 notifications, serialized by PostgreSQL at commit, cost more than they save; a
 ``wait_called()`` elsewhere sees it within ``poll_interval``). Missed notifications cost at
 most ``poll_interval``.

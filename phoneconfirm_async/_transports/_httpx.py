@@ -46,7 +46,8 @@ async def _send(client: httpx.AsyncClient, request: TransportRequest) -> Transpo
             outgoing = client.build_request(
                 request.method, request.url, headers=_HEADERS, timeout=request.timeout
             )
-            # A borrowed client may follow redirects: never here (SPEC section 8).
+            # A borrowed client may follow redirects: never here (a redirect could send the
+            # key and code to another host).
             response = await client.send(outgoing, stream=True, follow_redirects=False)
             try:
                 body = await _read_capped(response, request.max_body)
@@ -77,8 +78,8 @@ class PooledHttpxTransport:
 
     httpcore's pool does work proportional to its connections for every request, which
     saturates a core at a few hundred requests per second with 100-200 connections. The
-    same connections split into pools of two cost a fraction of that (measured: 262 → 1,675
-    requests/s at concurrency 200). A request takes a free pool slot (LIFO, so sequential
+    same connections split into pools of two cost a fraction of that (measured: see the
+    docs' explanation of the numbers). A request takes a free pool slot (LIFO, so sequential
     use keeps one warm connection); the client's concurrency limit guarantees one is free.
     Pools are created on first use and share one SSL context.
     """

@@ -148,8 +148,8 @@ def fewer_collections() -> Iterator[None]:
     flight: everything imported so far is frozen out of full collections, and the young
     generation is collected every 20,000 allocations instead of 700. Each request in flight
     holds dozens of objects, so the default collects every few requests and re-scans them
-    all: measured, 13% of a batch's CPU (``benchmarks.bench_cli``). Memory held by cycles
-    between collections stays a few MB. Restored afterwards (tests run commands in-process).
+    all: a measurable share of a batch's CPU (``benchmarks.bench_cli``). Memory held by
+    cycles between collections stays small. Restored afterwards (tests run commands in-process).
     """
     thresholds = gc.get_threshold()
     gc.freeze()

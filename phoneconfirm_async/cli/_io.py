@@ -201,7 +201,7 @@ def error_field(exc: PhoneConfirmError | None) -> dict[str, str] | None:
 def place_row(
     row: int, fields: Mapping[str, Any], item: BatchItem[Any, Any] | None = None, **kw: Any
 ) -> dict[str, Any]:
-    """One output row of a placement (SPEC section 5)."""
+    """One output row of a placement (the CLI's documented columns)."""
     result = item.result if item else kw.get("result")
     error = item.error if item else kw.get("error")
     if result is not None:
@@ -223,7 +223,7 @@ def place_row(
 def verify_row(
     row: int, fields: Mapping[str, Any], item: BatchItem[Any, Any] | None = None, **kw: Any
 ) -> dict[str, Any]:
-    """One output row of a verification (SPEC section 5)."""
+    """One output row of a verification (the CLI's documented columns)."""
     result = item.result if item else kw.get("result")
     error = item.error if item else kw.get("error")
     if result is not None:

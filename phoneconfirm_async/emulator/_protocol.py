@@ -1,4 +1,5 @@
-"""The emulator's reading of the Phone Confirm wire protocol (SPEC section 2).
+"""The emulator's reading of the Phone Confirm wire protocol: the service's endpoints,
+parameters and error codes.
 
 Pure functions from query parameters to answers, kept apart from the HTTP plumbing so the
 rules can be read in one place. Nothing here is shared with the client on purpose: the

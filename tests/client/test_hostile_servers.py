@@ -1,4 +1,4 @@
-"""Hostile servers over raw TCP (SPEC section 8): each ends in a library error, within
+"""Hostile servers over raw TCP (the reliability bar): each ends in a library error, within
 ``attempt_timeout``, in bounded memory, on both transports and both backends."""
 
 from __future__ import annotations

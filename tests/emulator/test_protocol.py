@@ -1,4 +1,4 @@
-"""The emulator speaks SPEC section 2: endpoints, formats, error codes, compatibility."""
+"""The emulator speaks the wire protocol: endpoints, formats, error codes, compatibility."""
 
 from __future__ import annotations
 
@@ -107,7 +107,7 @@ async def test_error_codes(
     error: int,
     http_status: int,
 ) -> None:
-    """Each error code of the SPEC table comes with its HTTP status, in the asked format."""
+    """Each error code of the service's table comes with its HTTP status, in the asked format."""
     emulator = make_emulator(uncallable_numbers={"5555550199"})
     response = await place(http, emulator, type=fmt, **overrides)
     assert response.status_code == http_status
