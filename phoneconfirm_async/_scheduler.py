@@ -94,6 +94,8 @@ class ConfirmationScheduler(anyio.AsyncContextManagerMixin):
             raise ConfigurationError(
                 f"store must implement SessionStore, not {type(store).__name__}"
             )
+        if not callable(wall_clock):
+            raise ConfigurationError("wall_clock must be a function returning Unix time")
         if not isinstance(drive, bool):
             raise ConfigurationError(f"drive must be True or False, not {drive!r}")
         if not drive and not store.durable:

@@ -39,6 +39,7 @@ CASES: list[tuple[str, Callable[[], object], str]] = [
     ("client retry_budget", lambda: client(retry_budget="many"), "retry_budget"),
     ("client retry", lambda: client(retry={"max_attempts": 2}), "retry"),
     ("client parsers", lambda: client(parsers=["json"]), "parsers"),
+    ("client http_client", lambda: client(http_client="httpx"), "http_client"),
     ("client api_key", lambda: PhoneConfirmClient(42, "example.com"), "api_key"),  # type: ignore[arg-type]
     ("scheduler retain", lambda: scheduler(retain=-1), "retain"),
     ("scheduler retain text", lambda: scheduler(retain="1h"), "retain"),
@@ -46,6 +47,7 @@ CASES: list[tuple[str, Callable[[], object], str]] = [
     ("scheduler store", lambda: scheduler(store="sqlite:///x.sqlite"), "store"),
     ("scheduler retry", lambda: scheduler(retry=3), "retry"),
     ("scheduler drive", lambda: scheduler(drive=False), "drive"),
+    ("scheduler wall_clock", lambda: scheduler(wall_clock=1.0), "wall_clock"),
     ("sqlite lease", lambda: SQLiteStore("x.sqlite", lease=0), "lease"),
     ("sqlite poll_interval", lambda: SQLiteStore("x.sqlite", poll_interval="1"), "poll_interval"),  # type: ignore[arg-type]
     ("postgres lease", lambda: PostgresStore("postgresql://h/db", lease=-1), "lease"),

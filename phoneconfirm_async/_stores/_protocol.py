@@ -48,7 +48,11 @@ class SessionStore(Protocol):
     updates (``claimed_at`` must match, VERIFIED is final) are what make several processes
     on one store safe: each returns None when the condition failed.
 
-    A durable store's failures are ``StoreError``; it must never lose a claim.
+    A durable store's failures are ``StoreError``; it must never lose a claim. To write
+    one, apply the rules of ``phoneconfirm_async.stores`` (``settle_due``, ``may_finish``,
+    ``end``, ``holds``, ``release``, ``answered``) each under one lock or in one
+    conditional update, return snapshots (never a record the store keeps changing), and
+    check it with ``phoneconfirm_async.testing.StoreContract``.
     """
 
     #: For messages: "memory", "sqlite:<path>", "postgresql://host/db" (no password).

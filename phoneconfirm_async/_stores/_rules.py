@@ -1,4 +1,5 @@
-"""Where confirmation sessions live: the store protocol, its record, and the memory store.
+"""The rules of a session's life, the same for every store: its states, its record, and
+the functions a store applies to a record (public in ``phoneconfirm_async.stores``).
 
 A scheduler keeps no session state of its own: it asks its store to add a session, to
 *claim* the calls that are due (a claim records the call as made before it is dialled), to

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import contextlib
+import inspect
 import secrets
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from typing import Any, ClassVar, TypeVar
 
 import anyio
@@ -49,10 +50,12 @@ class StoreContract:
 
     - ``store`` (required): a fresh, unopened store on an empty backing store. A durable
       store's ``lease`` should be short (a second or less): the contract waits for a lease
-      to run out, and for ``retain_for`` seconds to pass.
-    - ``peer`` (durable stores): a second, unopened store object on the *same* backing
-      store, as another process would open it. Not needed for a store that is not
-      durable (one process: the contract uses ``store`` twice).
+      to run out, and for ``retain_for`` seconds to pass. Take the backing store (a path,
+      a table name, a client) from fixtures: the contract calls the function again with
+      the same values for a second store object on the same backing store, as another
+      process would open it.
+    - ``peer`` (optional): that second store object, when calling ``store``'s function
+      again cannot make it.
     - ``anyio_backend`` (optional): the contract runs on asyncio and trio by default.
 
     The tests need anyio's pytest plugin (installed with anyio). They use only the
@@ -75,13 +78,25 @@ class StoreContract:
         pytest.fail("a StoreContract subclass defines the fixture 'store'")
 
     @pytest.fixture
-    def peer(self, store: SessionStore) -> SessionStore | None:
-        if store.durable:
-            pytest.fail(
-                "a durable store's StoreContract subclass defines the fixture 'peer': a "
-                "second store object on the same backing store"
-            )
-        return None
+    def peer(
+        self, store: SessionStore, request: pytest.FixtureRequest
+    ) -> Iterator[SessionStore | None]:
+        """A second store object on ``store``'s backing store, as another process would
+        open it: the ``store`` fixture's function called again with the same fixture
+        values (the same file, table or client). None for a store that is not durable."""
+        if not store.durable:
+            yield None
+            return
+        make = getattr(type(self).store, "__wrapped__", None)
+        if make is None or inspect.iscoroutinefunction(make):
+            pytest.fail("define the fixture 'peer': a second store on the same backing store")
+        names = list(inspect.signature(make).parameters)[1:]  # after self
+        made = make(self, **{name: request.getfixturevalue(name) for name in names})
+        if inspect.isgenerator(made):  # a fixture that yields its store, then cleans up
+            yield next(made)  # type: ignore[misc]
+            next(made, None)
+        else:
+            yield made
 
     # -- helpers ----------------------------------------------------------------------------
     @staticmethod
@@ -180,6 +195,10 @@ class StoreContract:
         records = [self.record(one) for _ in range(40)]
         for record in records:
             await one.add(record)
+        assert await other.load(records[0].id) is not None, (
+            "the peer store does not see what the store added: it must be a second object "
+            "on the same backing store (take the path, table or client from a fixture)"
+        )
         taken: list[str] = []
 
         async def claimer(store: SessionStore) -> None:

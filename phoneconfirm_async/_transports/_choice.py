@@ -38,6 +38,10 @@ def check_transport(
     transport: TransportName | Transport, http_client: httpx.AsyncClient | None
 ) -> TransportName | Transport:
     """``transport=`` and ``http_client=`` as given, or a ``ConfigurationError``."""
+    if http_client is not None and not callable(getattr(http_client, "send", None)):
+        raise ConfigurationError(
+            f"http_client must be an httpx.AsyncClient, not {type(http_client).__name__}"
+        )
     if isinstance(transport, str):
         if transport not in ("auto", "httpx", "aiohttp"):
             raise ConfigurationError(
