@@ -9,7 +9,6 @@ same calls (and needs the ``otel`` extra; nothing here imports it).
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -36,6 +35,7 @@ class OperationSpan:
 
 
 NO_SPAN = OperationSpan()
+_NOTHING = contextlib.nullcontext(NO_SPAN)
 
 
 class SessionObserver:
@@ -43,13 +43,12 @@ class SessionObserver:
 
     __slots__ = ()
 
-    @contextlib.contextmanager
     def operation(
         self, name: str, record: SessionRecord, *, call: bool = False
-    ) -> Iterator[OperationSpan]:
+    ) -> contextlib.AbstractContextManager[OperationSpan]:
         """Observe an operation on ``record``'s session for the length of a ``with``
         block (``call``: one of its calls, numbered)."""
-        yield NO_SPAN
+        return _NOTHING  # one shared context: no generator per operation
 
     def state(self, record: SessionRecord) -> None:
         """The session changed state within the operation being observed."""
@@ -83,7 +82,8 @@ class BatchObserver:
 
     __slots__ = ()
 
-    @contextlib.contextmanager
-    def batch(self, operation: Operation, concurrency: int, journal: bool) -> Iterator[BatchSpan]:
+    def batch(
+        self, operation: Operation, concurrency: int, journal: bool
+    ) -> contextlib.AbstractContextManager[BatchSpan]:
         """Observe a batch for the length of a ``with`` block."""
-        yield BatchSpan()
+        return contextlib.nullcontext(BatchSpan())

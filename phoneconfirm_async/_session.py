@@ -211,8 +211,12 @@ class SessionBook:
 
     def updated(self, record: SessionRecord) -> None:
         """A record changed here: the held session sees it, its waiters wake."""
-        self.see(record)
-        self.changed(record.id)
+        session = self._held.get(record.id)
+        if session is not None:
+            session._record = record
+        event = self._events.pop(record.id, None)
+        if event is not None:
+            event.set()
 
     def changed(self, session_id: str) -> None:
         """The session changed (here, or elsewhere: its waiters read it again)."""
