@@ -120,6 +120,8 @@ def open_telemetry(
             raise ConfigurationError("tracer_provider/meter_provider given with telemetry=False")
         return None
     try:
+        # Its schedulers' and batches' observers load with it, not when a scheduler opens.
+        import phoneconfirm_async._telemetry_sessions  # noqa: F401
         from phoneconfirm_async._telemetry import Telemetry
     except ImportError:
         if enabled or providers:
