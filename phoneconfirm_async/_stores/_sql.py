@@ -169,8 +169,9 @@ class Waker:
 class SQLStore:
     """The skeleton of a SQL store: ``SessionStore`` over a dialect's hooks.
 
-    A dialect sets ``statements`` and the dialect's own statement texts (``due``,
-    ``answered``, ``append``), implements ``_run`` and may override the hooks below.
+    A dialect sets ``statements`` and its own statement texts (``due_sql``,
+    ``answered_sql``, ``append_sql``, ``renew_sql``), implements ``_run`` and the hooks
+    below, and may override ``_notify`` and ``_renew_op``.
     """
 
     durable = True
@@ -186,6 +187,8 @@ class SQLStore:
     answered_sql: str
     #: Appends an answer to a session whose claim no longer holds: args (id, attempt).
     append_sql: str
+    #: One claim's renewal, ``RETURNING id``: args (lease end, id, claimed_at).
+    renew_sql: str
 
     def __init__(self, *, lease: float, poll_interval: float) -> None:
         self.lease: float | None = seconds("lease", lease)
@@ -223,9 +226,6 @@ class SQLStore:
             if row is not None:
                 held.add(session_id)
         return held
-
-    #: One claim's renewal, ``RETURNING id``: args (lease end, id, claimed_at).
-    renew_sql: str
 
     # -- the protocol -----------------------------------------------------------------------
     async def add(self, record: SessionRecord) -> None:
