@@ -144,7 +144,7 @@ class SQLiteStore(SQLStore):
         if db is None:
             return
         with contextlib.suppress(sqlite3.Error):
-            db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            _checkpoint(db)
         db.close()
 
     async def _run(self, op: Op[_T], *, transaction: bool = True) -> _T:
@@ -161,12 +161,16 @@ class SQLiteStore(SQLStore):
                 db.executemany(sql, args)
                 return None
             cursor = db.execute(sql, args)
-            if kind == "fetch":
-                return cursor.fetchall()
             if kind == "execute":
                 return None
-            row = cursor.fetchone()
-            return row if kind == "fetchrow" or row is None else row[0]
+            # Read to the end: a statement left part-read stays "in progress" until its
+            # cursor is collected, and a COMMIT meanwhile fails.
+            rows = cursor.fetchall()
+            if kind == "fetch":
+                return rows
+            if not rows:
+                return None
+            return rows[0] if kind == "fetchrow" else rows[0][0]
 
         def run() -> _T:
             if not transaction:
@@ -222,6 +226,12 @@ class SQLiteStore(SQLStore):
             db = self._db
             if db is not None:
                 with contextlib.suppress(sqlite3.Error):  # busy readers: try again later
-                    await anyio.to_thread.run_sync(
-                        db.execute, "PRAGMA wal_checkpoint(TRUNCATE)", limiter=self._limiter
-                    )
+                    await anyio.to_thread.run_sync(_checkpoint, db, limiter=self._limiter)
+
+
+def _checkpoint(db: sqlite3.Connection) -> None:
+    """Truncate the WAL (erased phone numbers and codes leave it too). Its result row is
+    read here, in the thread: a cursor handed back unread keeps the statement in progress
+    until it is collected, and the next transaction's COMMIT fails meanwhile (seen on
+    trio, whose thread results live a little longer)."""
+    db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
