@@ -149,11 +149,16 @@ def _value(name: str) -> str:
 
 
 _FIELDS: Final = frozenset(field.name for field in dataclasses.fields(SessionRecord))
-_row_values = _compile("row_values", "r", f"return ({', '.join(map(_value, NAMES))},)")
-_update_values = _compile(
+#: The record as a row, in ``COLUMNS`` order.
+row_values: Callable[[SessionRecord], tuple[Any, ...]] = _compile(
+    "row_values", "r", f"return ({', '.join(map(_value, NAMES))},)"
+)
+#: The values of an update of the ``MUTABLE`` columns, then the id for its WHERE.
+update_values: Callable[[SessionRecord], tuple[Any, ...]] = _compile(
     "update_values", "r", f"return ({', '.join(map(_value, (*MUTABLE, 'id')))},)"
 )
-_record_from_row = _compile(
+#: A record from a row read back (any mapping of the column names).
+record_from_row: Callable[[Mapping[str, Any]], SessionRecord] = _compile(
     "record_from_row",
     "row",
     "phone = row['phone']\n    return SessionRecord(request=None if phone is None else "
@@ -179,24 +184,6 @@ def _check_columns() -> None:
 
 
 _check_columns()
-
-
-def row_values(record: SessionRecord) -> tuple[Any, ...]:
-    """The record as a row, in ``COLUMNS`` order."""
-    values: tuple[Any, ...] = _row_values(record)
-    return values
-
-
-def update_values(record: SessionRecord) -> tuple[Any, ...]:
-    """The values of an update of the ``MUTABLE`` columns, then the id for its WHERE."""
-    values: tuple[Any, ...] = _update_values(record)
-    return values
-
-
-def record_from_row(row: Mapping[str, Any]) -> SessionRecord:
-    """A record from a row read back (any mapping of the column names)."""
-    record: SessionRecord = _record_from_row(row)
-    return record
 
 
 def create_table(dialect: Dialect, table: str) -> list[str]:
