@@ -77,6 +77,18 @@ def make_store(store_kind: str, tmp_path: Path, request: pytest.FixtureRequest) 
     return StoreFactory("postgres", path=path, dsn=dsn, table=f"sessions_{secrets.token_hex(4)}")
 
 
+def worker_store_url(
+    kind: str, tmp_path: Path, request: pytest.FixtureRequest, *, table: str, lease: float
+) -> str:
+    """The URL of a fresh store for ``phoneconfirm worker`` processes: a SQLite file in
+    ``tmp_path``, or ``table`` on the session's PostgreSQL server; short polls."""
+    options = f"lease={lease}&poll_interval=0.05"
+    if kind == "sqlite":
+        return f"sqlite:///{tmp_path}/sessions.sqlite?{options}"
+    dsn = str(request.getfixturevalue("postgres_dsn"))
+    return f"{dsn}&table={table}&{options}"
+
+
 def worker_env(store_url: str, base_url: str) -> dict[str, str]:
     """The environment of a ``phoneconfirm worker`` process on ``store_url`` that places
     its calls with the emulator at ``base_url`` (none of the test's own settings)."""

@@ -48,7 +48,7 @@ from phoneconfirm_async import (
 )
 from phoneconfirm_async.emulator import Emulator
 from tests.conftest import API_KEY, DOMAIN, EmulatorFactory
-from tests.stores.conftest import worker_env
+from tests.stores.conftest import worker_env, worker_store_url
 
 pytestmark = [pytest.mark.anyio, pytest.mark.slow]
 
@@ -304,11 +304,7 @@ async def fault_run(url: str, make_emulator: EmulatorFactory, tmp: Path) -> Asyn
 # -- the stores --------------------------------------------------------------------------------
 @pytest.fixture(params=["sqlite", "postgres"])
 def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    options = f"lease={LEASE}&poll_interval=0.05"
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path}/sessions.sqlite?{options}"
-    dsn = str(request.getfixturevalue("postgres_dsn"))
-    return f"{dsn}&table=faults&{options}"
+    return worker_store_url(request.param, tmp_path, request, table="faults", lease=LEASE)
 
 
 @pytest.fixture
