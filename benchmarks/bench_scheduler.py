@@ -94,7 +94,9 @@ class _Stopwatch:
             self.all_fired.set()
         return _ANSWER
 
-    async def verify(self, request: VerifyRequest, *, retry: object = None) -> VerifyResult:
+    async def verify(
+        self, request: VerifyRequest, *, retry: object = None, fence: object = None
+    ) -> VerifyResult:
         raise NotImplementedError
 
 
@@ -112,7 +114,7 @@ async def _lateness(count: int) -> list[float]:
             delay = 1 + rng.random()
             phone = f"555{i:07d}"
             due[phone] = anyio.current_time() + delay
-            await scheduler.schedule(phone, country_code="1", code="1", call_place_time=delay)
+            await scheduler.schedule(phone, country_code="1", code="4821", call_place_time=delay)
         with anyio.fail_after(30):
             await stopwatch.all_fired.wait()
     return stopwatch.lateness

@@ -211,7 +211,7 @@ async def _schedule_due(
                 phone,
                 country_code="1",
                 code="4821",
-                redial_interval=3600,
+                redial_interval=600,
                 call_place_time=datetime.fromtimestamp(due, UTC),
             )
             due_by_phone[phone] = due

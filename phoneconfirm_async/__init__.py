@@ -17,14 +17,17 @@ from phoneconfirm_async._errors import PhoneConfirmError as PhoneConfirmError
 from phoneconfirm_async._errors import RateLimitedError as RateLimitedError
 from phoneconfirm_async._errors import ServerError as ServerError
 from phoneconfirm_async._errors import StoreError as StoreError
+from phoneconfirm_async._errors import ThrottledError as ThrottledError
 from phoneconfirm_async._errors import TransportError as TransportError
 from phoneconfirm_async._errors import ValidationError as ValidationError
+from phoneconfirm_async._errors import VerificationClosedError as VerificationClosedError
 from phoneconfirm_async._models import PlaceCallRequest as PlaceCallRequest
 from phoneconfirm_async._models import PlaceCallResult as PlaceCallResult
 from phoneconfirm_async._models import VerifyRequest as VerifyRequest
 from phoneconfirm_async._models import VerifyResult as VerifyResult
 from phoneconfirm_async._parsers import ParserRegistry as ParserRegistry
 from phoneconfirm_async._parsers import ResponseParser as ResponseParser
+from phoneconfirm_async._policy import ConfirmationPolicy as ConfirmationPolicy
 from phoneconfirm_async._retry import RetryEvent as RetryEvent
 from phoneconfirm_async._retry import RetryPolicy as RetryPolicy
 from phoneconfirm_async._scheduler import ConfirmationScheduler as ConfirmationScheduler
@@ -48,6 +51,7 @@ __all__ = [
     "BatchIterator",
     "CallOutcomeUnknownError",
     "ConfigurationError",
+    "ConfirmationPolicy",
     "ConfirmationScheduler",
     "ConfirmationSession",
     "DomainNotAuthorizedError",
@@ -70,11 +74,13 @@ __all__ = [
     "SessionState",
     "SessionStore",
     "StoreError",
+    "ThrottledError",
     "Transport",
     "TransportError",
     "TransportRequest",
     "TransportResponse",
     "ValidationError",
+    "VerificationClosedError",
     "VerifyRequest",
     "VerifyResult",
     "store_from_url",

@@ -30,9 +30,10 @@ from phoneconfirm_async._models import (
     VerifyResult,
 )
 from phoneconfirm_async._parsers import ParserRegistry
+from phoneconfirm_async._policy import ConfirmationPolicy
 from phoneconfirm_async._redact import install_log_filters
 from phoneconfirm_async._retry import RetryPolicy
-from phoneconfirm_async._scheduler import DEFAULT_RETAIN, ConfirmationScheduler
+from phoneconfirm_async._scheduler import DEFAULT_POLICY, DEFAULT_RETAIN, ConfirmationScheduler
 from phoneconfirm_async._stores._protocol import SessionStore
 from phoneconfirm_async._transports._choice import (
     Closable,
@@ -240,6 +241,7 @@ class PhoneConfirmClient(anyio.AsyncContextManagerMixin):
         retry: RetryPolicy | None = None,
         retain: float = DEFAULT_RETAIN,
         drive: bool = True,
+        policy: ConfirmationPolicy | None = DEFAULT_POLICY,
     ) -> ConfirmationScheduler:
         """A local redial scheduler on this client (use it with ``async with``).
 
@@ -247,6 +249,7 @@ class PhoneConfirmClient(anyio.AsyncContextManagerMixin):
         every ``redial_interval`` until verified or ``1 + redial_count`` calls were placed,
         and never sends redial arguments to the service. ``store`` is where its sessions
         live (default: this process's memory); it holds at most ``max_concurrency`` calls.
+        ``policy`` limits checks, code lifetime and throttles (default: every limit on).
         """
         return ConfirmationScheduler(
             self,
@@ -255,6 +258,7 @@ class PhoneConfirmClient(anyio.AsyncContextManagerMixin):
             retain=retain,
             concurrency=self.max_concurrency,
             drive=drive,
+            policy=policy,
         )
 
     def place_many(
@@ -405,10 +409,16 @@ class PhoneConfirmClient(anyio.AsyncContextManagerMixin):
         return await self._require_open().place(request, retry=retry, fence=fence)
 
     async def verify(
-        self, request: VerifyRequest, *, retry: RetryPolicy | None = None
+        self,
+        request: VerifyRequest,
+        *,
+        retry: RetryPolicy | None = None,
+        fence: Fence | None = None,
     ) -> VerifyResult:
-        """``verify_code`` for a request built already (validated when it was made)."""
-        return await self._require_open().verify(request, retry=retry)
+        """``verify_code`` for a request built already (validated when it was made);
+        ``fence`` as for ``place``. The scheduler fences a check to know whether its
+        verification attempt was used."""
+        return await self._require_open().verify(request, retry=retry, fence=fence)
 
 
 def _server_side_redials(

@@ -107,6 +107,7 @@ class Driver:
         *,
         retry: RetryPolicy | None,
         concurrency: int,
+        calls_per_hour: int | None = None,
     ) -> None:
         self.client = client
         self.store = store
@@ -114,6 +115,8 @@ class Driver:
         self.writes = writes
         self.retry = retry
         self.concurrency = concurrency
+        #: The policy's spend cap: calls claimed on the whole store in the trailing hour.
+        self.calls_per_hour = calls_per_hour
         #: Calls in flight here, by session id.
         self.in_flight: dict[str, Claim] = {}
         self._starved = False
@@ -158,9 +161,14 @@ class Driver:
             if free > 0:
                 now = store.now()
                 try:
-                    claimed = await store.claim(now, free, exclude=in_flight.keys())
+                    claimed = await store.claim(
+                        now, free, exclude=in_flight.keys(), calls_per_hour=self.calls_per_hour
+                    )
                     if len(claimed.calls) < free:
                         until = await store.next_due()
+                        if claimed.capped is not None and until is not None:
+                            # Calls held back by the spend cap: none before it frees one.
+                            until = max(until, claimed.capped)
                     else:
                         self._starved = True  # more may be due: claim again as slots free
                 except StoreError as exc:
@@ -186,7 +194,9 @@ class Driver:
         for record in claimed.changed:
             book.updated(record)
             if record.state.is_final:
-                book.ended(record, was_final=False, event=False)
+                # EXPIRED follows EXHAUSTED (final already); the others end a pending one.
+                was_final = record.state is SessionState.EXPIRED
+                book.ended(record, was_final=was_final, event=False)
         if claimed.changed:
             book.observer.settled(claimed.changed)
         lease = self.store.lease

@@ -80,9 +80,14 @@ class RequestEngine(Protocol):
         ...
 
     async def verify(
-        self, request: VerifyRequest, *, retry: RetryPolicy | None = None
+        self,
+        request: VerifyRequest,
+        *,
+        retry: RetryPolicy | None = None,
+        fence: Fence | None = None,
     ) -> VerifyResult:
-        """Check the code ``request`` carries against its transaction."""
+        """Check the code ``request`` carries against its transaction; ``fence``, if
+        given, is awaited right before each attempt is sent."""
         ...
 
 
@@ -184,14 +189,19 @@ class Engine:
         return result
 
     async def verify(
-        self, request: VerifyRequest, *, retry: RetryPolicy | None = None
+        self,
+        request: VerifyRequest,
+        *,
+        retry: RetryPolicy | None = None,
+        fence: Fence | None = None,
     ) -> VerifyResult:
-        """Check a code against a placed call (safe to retry on any transient failure)."""
+        """Check a code against a placed call (safe to retry on any transient failure);
+        ``fence`` is awaited right before each attempt is sent."""
         query = (
             f"transaction_number={quote(request.transaction_number, safe='')}&code={request.code}"
         )
         url = self._verifycode_url + query + self._verify_tail
-        attempt = _Attempt(self, url, request.code, unsafe=False)
+        attempt = _Attempt(self, url, request.code, unsafe=False, fence=fence)
         result: VerifyResult
         telemetry = self.telemetry
         if telemetry is None or not telemetry.live():

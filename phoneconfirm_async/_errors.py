@@ -9,6 +9,8 @@ The whole tree:
     ├── CallOutcomeUnknownError     placecall failed after it was sent (.cause)
     ├── ParseError                  body could not be understood
     ├── StoreError                  a session store failed mid-run (.store)
+    ├── ThrottledError              schedule() over a policy limit (.limit, .retry_after)
+    ├── VerificationClosedError     verify() refused before sending (.state)
     └── ApiError (.code, .status_code, .message)
         ├── AuthenticationError       error 2
         ├── DomainNotAuthorizedError  error 3 / HTTP 503 with error body
@@ -25,7 +27,10 @@ own exception text.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
+
+if TYPE_CHECKING:
+    from phoneconfirm_async._stores._states import Limit, SessionState
 
 
 class PhoneConfirmError(Exception):
@@ -176,6 +181,40 @@ class StoreError(PhoneConfirmError):
         self.store = store
 
 
+class ThrottledError(PhoneConfirmError):
+    """Raised by ``schedule()`` when the confirmation policy's limit is reached; nothing
+    was created or called.
+
+    ``limit`` is ``"phone"`` (sessions for this phone number), ``"key"`` (sessions for this
+    ``throttle_key``) or ``"calls_per_hour"`` (the spend cap of every worker on the store);
+    ``retry_after`` the seconds until it frees (a ``Retry-After`` header's value). The text
+    names neither the phone nor the key.
+    """
+
+    def __init__(self, limit: Limit, retry_after: float) -> None:
+        what = {
+            "phone": "too many confirmations for this phone number",
+            "key": "too many confirmations for this client",
+            "calls_per_hour": "the calls-per-hour cap of this store is reached",
+        }[limit]
+        super().__init__(f"{what}; try again in {retry_after:.0f} s")
+        self.limit = limit
+        self.retry_after = retry_after
+
+
+class VerificationClosedError(PhoneConfirmError):
+    """Raised by ``session.verify()`` when no code may be checked; nothing was sent.
+
+    ``state`` is the session's state: VERIFIED (already confirmed: a repeated form can take
+    it as success), LOCKED (every attempt used), EXPIRED (the code's lifetime ran out),
+    CANCELLED or FAILED; or a pending state when every attempt is in flight elsewhere.
+    """
+
+    def __init__(self, state: SessionState, reason: str) -> None:
+        super().__init__(f"verification closed ({state.value}): {reason}")
+        self.state = state
+
+
 #: Public attributes an error keeps when a durable store writes it down.
 _KEPT_ATTRIBUTES: Final = (
     "code",
@@ -225,5 +264,7 @@ _BY_NAME: Final[dict[str, type[PhoneConfirmError]]] = {
         RateLimitedError,
         ServerError,
         StoreError,
+        ThrottledError,
+        VerificationClosedError,
     )
 }

@@ -62,8 +62,11 @@ class SessionObserver:
     def finished(self, state: SessionState, count: int = 1) -> None:
         """``count`` sessions reached the final ``state`` from a pending one."""
 
-    def late_verification(self) -> None:
-        """An EXHAUSTED session was verified."""
+    def finished_again(self, state: SessionState) -> None:
+        """An EXHAUSTED session was verified late, or EXPIRED."""
+
+    def throttled(self, limit: str) -> None:
+        """``schedule()`` was refused by the policy's ``limit``."""
 
 
 class BatchSpan:

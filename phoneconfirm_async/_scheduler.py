@@ -10,6 +10,7 @@ stays in this process, on ``anyio.current_time()`` (trio's ``MockClock`` drives 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import secrets
 import time
 from collections.abc import AsyncIterator, Callable
@@ -22,10 +23,16 @@ import anyio.lowlevel
 from phoneconfirm_async import _validation
 from phoneconfirm_async._driver import Driver
 from phoneconfirm_async._engine import RequestEngine
-from phoneconfirm_async._errors import ConfigurationError
+from phoneconfirm_async._errors import (
+    ConfigurationError,
+    ThrottledError,
+    ValidationError,
+    VerificationClosedError,
+)
 from phoneconfirm_async._lifetime import background_tasks
 from phoneconfirm_async._models import PlaceCallRequest, VerifyRequest, VerifyResult
-from phoneconfirm_async._observe import SessionObserver
+from phoneconfirm_async._observe import OperationSpan, SessionObserver
+from phoneconfirm_async._policy import ConfirmationPolicy
 from phoneconfirm_async._retry import RetryPolicy
 from phoneconfirm_async._session import (
     ConfirmationSession,
@@ -36,7 +43,7 @@ from phoneconfirm_async._settings import seconds, whole
 from phoneconfirm_async._store_writes import StoreWrites
 from phoneconfirm_async._stores._memory import MemoryStore
 from phoneconfirm_async._stores._protocol import SessionStore
-from phoneconfirm_async._stores._rules import SessionRecord, SessionState
+from phoneconfirm_async._stores._rules import CHECKABLE_STATES, SessionRecord, SessionState
 
 if TYPE_CHECKING:
     from phoneconfirm_async._telemetry import Telemetry
@@ -46,6 +53,16 @@ if TYPE_CHECKING:
 DEFAULT_RETAIN: Final = 3600.0
 #: Calls one scheduler holds at once when the client does not say (its max_concurrency).
 DEFAULT_CONCURRENCY: Final = 100
+#: The policy a scheduler applies unless told otherwise: every limit on.
+DEFAULT_POLICY: Final = ConfirmationPolicy()
+#: ``policy=None``: no limit, no lifetime, any code of one character or more.
+_NO_POLICY: Final = ConfirmationPolicy(
+    max_verify_attempts=None,
+    code_ttl=None,
+    max_sessions_per_phone=None,
+    max_sessions_per_key=None,
+    min_code_length=1,
+)
 
 
 class ConfirmationScheduler(anyio.AsyncContextManagerMixin):
@@ -71,9 +88,13 @@ class ConfirmationScheduler(anyio.AsyncContextManagerMixin):
             it would wait under a lease); default: the client's ``max_concurrency``.
         drive: False to schedule, find, verify and cancel sessions without placing calls
             here (a web tier beside ``phoneconfirm worker`` processes); durable stores only.
+        policy: attempt limits, code lifetime, throttles, allowed countries, spend cap
+            (``ConfirmationPolicy``); the default has every limit on. None switches every
+            rule off (any code, unlimited checks: only for tests and trusted callers).
 
     Raises:
-        ConfigurationError: ``drive=False`` on a memory store (nobody would ever call).
+        ConfigurationError: ``drive=False`` on a memory store (nobody would ever call),
+            or a policy that is not a ``ConfirmationPolicy``.
     """
 
     def __init__(
@@ -86,8 +107,13 @@ class ConfirmationScheduler(anyio.AsyncContextManagerMixin):
         wall_clock: Callable[[], float] = time.time,
         concurrency: int | None = None,
         drive: bool = True,
+        policy: ConfirmationPolicy | None = DEFAULT_POLICY,
     ) -> None:
         retain = seconds("retain", retain, zero=True)
+        if policy is not None and not isinstance(policy, ConfirmationPolicy):
+            raise ConfigurationError(
+                f"policy must be a ConfirmationPolicy or None, not {type(policy).__name__}"
+            )
         if store is None:
             store = MemoryStore()
         elif not isinstance(store, SessionStore):
@@ -114,10 +140,18 @@ class ConfirmationScheduler(anyio.AsyncContextManagerMixin):
         self.wall_clock = wall_clock
         self.concurrency = concurrency
         self.drive = drive
+        self.policy = policy
+        self._rules = _NO_POLICY if policy is None else policy
         self._book = SessionBook(_observer(getattr(client, "telemetry", None), store))
         self._writes = StoreWrites(store)
         self._driver = Driver(
-            client, store, self._book, self._writes, retry=retry, concurrency=concurrency
+            client,
+            store,
+            self._book,
+            self._writes,
+            retry=retry,
+            concurrency=concurrency,
+            calls_per_hour=self._rules.max_calls_per_hour,
         )
         self._desk = _Desk(self)
         self._open = False
@@ -169,31 +203,43 @@ class ConfirmationScheduler(anyio.AsyncContextManagerMixin):
         phone: str,
         *,
         country_code: str,
-        code: str,
+        code: str | None = None,
         redial_count: int = 0,
         redial_interval: float | timedelta = 60,
         call_place_time: datetime | timedelta | float | None = None,
+        throttle_key: str | None = None,
     ) -> ConfirmationSession:
         """Start a session: the first call at ``call_place_time`` (now by default).
 
         Args:
             phone: the number to call, as for ``place_call``.
-            country_code: its country code, as for ``place_call``.
-            code: the code the calls speak, as for ``place_call``.
+            country_code: its country code, as for ``place_call``; the policy's
+                ``allowed_countries`` must include it.
+            code: the code the calls speak (at least the policy's ``min_code_length``
+                letters or digits); None (the default): a ``code_length``-digit code is
+                drawn with ``secrets``, and nobody but the person called needs to know it.
             redial_count: calls after the first, 0-10, while nobody verifies.
             redial_interval: seconds (or a timedelta) from one answered call to the next,
-                and from the last call to EXHAUSTED.
+                and from the last call to EXHAUSTED; at most the policy's ``code_ttl``.
             call_place_time: an aware datetime, or a delay (timedelta or seconds); a past
                 time means now. A naive datetime is a ValidationError.
+            throttle_key: who asks (``f"ip:{address}"``, an account id): the policy's
+                ``max_sessions_per_key`` counts sessions per key. Stored as a keyed hash.
 
         Raises:
             ValidationError: an argument breaks its rule; nothing is scheduled.
+            ThrottledError: a policy limit is reached (``.limit``, ``.retry_after``);
+                nothing is scheduled.
             StoreError: a durable store failed; the session may not exist.
         """
         self._require_open()
-        request = PlaceCallRequest(phone, country_code, code)
+        rules = self._rules
+        request = PlaceCallRequest(phone, country_code, rules.code(code))
         count = _validation.redial_count(redial_count)
         interval = _validation.redial_interval(redial_interval)
+        rules.check(request.country_code, interval)
+        if throttle_key is not None and (not isinstance(throttle_key, str) or not throttle_key):
+            raise ValidationError("throttle_key", "must be a non-empty string (or None)")
         delay = 0.0
         if call_place_time is not None:
             when = _validation.place_time(call_place_time)
@@ -208,9 +254,16 @@ class ConfirmationScheduler(anyio.AsyncContextManagerMixin):
             redial_interval=interval,
             state=SessionState.SCHEDULED,
             due=self.store.now() + max(delay, 0.0),
+            verify_limit=rules.max_verify_attempts,
+            code_ttl=rules.ttl,
         )
+        quotas = rules.quotas(request.phone, request.country_code, throttle_key)
         with self._book.observer.operation("schedule", record) as span:
-            await self.store.add(record)
+            throttled = await self.store.add(record, quotas=quotas)
+            if throttled is not None:
+                span.outcome("throttled")
+                self._book.observer.throttled(throttled.limit)
+                raise ThrottledError(throttled.limit, throttled.retry_after)
             span.outcome("scheduled")
             span.state(record)
         self._book.added()
@@ -258,15 +311,59 @@ class _Desk:
         self.observer = self.book.observer
 
     async def verify(self, session: ConfirmationSession, code: str) -> VerifyResult:
+        """Take an attempt in the store (no policy: read the session), check the code,
+        and end the session on the answer: VERIFIED, or LOCKED by the last wrong one."""
+        self.scheduler._require_open()
         with self.observer.operation("verify", self.book.record_of(session)) as span:
-            await self.refresh(session)
-            record = self.book.record_of(session)
-            request = VerifyRequest(latest_transaction(record.attempts), code)
-            result = await self.scheduler.client.verify(request)
-            if result.verified and session.state is not SessionState.VERIFIED:
-                await self.end(session, SessionState.VERIFIED)
-            span.outcome("verified" if result.verified else "not_verified")
+            record = await self._attempt(session, span)
+            sent = False
+
+            async def fence() -> None:
+                nonlocal sent
+                sent = True  # from here the code may reach the service: the attempt is used
+
+            try:
+                request = VerifyRequest(latest_transaction(record.attempts), code)
+                result = await self.scheduler.client.verify(request, fence=fence)
+            except BaseException:
+                if not sent and self.scheduler.policy is not None:
+                    with anyio.CancelScope(shield=True):  # never sent: not a guess
+                        await self.store.return_attempt(session.id)
+                raise
+            if result.verified:
+                if session.state is not SessionState.VERIFIED:
+                    await self.end(session, SessionState.VERIFIED)
+                span.outcome("verified")
+            elif record.verify_limit is not None and record.verify_attempts >= record.verify_limit:
+                await self.end(session, SessionState.LOCKED)  # the last attempt was wrong
+                span.outcome("locked" if session.state is SessionState.LOCKED else "not_verified")
+            else:
+                span.outcome("not_verified")
         return result
+
+    async def _attempt(self, session: ConfirmationSession, span: OperationSpan) -> SessionRecord:
+        """The session with one verification attempt taken for this check (no policy: as
+        read now); a session closed to codes raises ``VerificationClosedError``."""
+        store = self.store
+        if self.scheduler.policy is None:
+            await self.refresh(session)
+            taken: SessionRecord | None = self.book.record_of(session)
+            if taken is not None and taken.state not in CHECKABLE_STATES:
+                taken = None
+        else:
+            taken = await store.take_attempt(session.id, store.now())
+            if taken is not None:
+                self.book.see(taken)
+                # A snapshot: the memory store's record is live, and the lock rule reads
+                # the count this check took.
+                taken = dataclasses.replace(taken)
+        if taken is not None:
+            return taken
+        await self.refresh(session)
+        record = self.book.record_of(session)
+        state = _refused_state(record, store.now())
+        span.outcome(state.value if state in _OUTCOMES else "closed")
+        raise VerificationClosedError(state, _why_closed(record, state))
 
     async def refresh(self, session: ConfirmationSession) -> None:
         """Read a durable store's copy of the session (the memory store's is the live one)."""
@@ -309,6 +406,36 @@ class _Desk:
             if store.durable:
                 await self.refresh(session)
         return self.book.record_of(session)
+
+
+def _refused_state(record: SessionRecord, now: float) -> SessionState:
+    """The state a refused check reports: EXPIRED once the code's lifetime ran out with no
+    call left (before a pass over due rows says so), else the session's."""
+    if (
+        record.state is SessionState.EXHAUSTED
+        and record.code_expires is not None
+        and record.code_expires <= now
+    ):
+        return SessionState.EXPIRED
+    return record.state
+
+
+#: The refusals whose state is their span's outcome (the others are ``closed``).
+_OUTCOMES: Final = frozenset({SessionState.LOCKED, SessionState.EXPIRED})
+
+
+def _why_closed(record: SessionRecord, state: SessionState) -> str:
+    if state is SessionState.VERIFIED:
+        return "the session is verified already (a code is checked once)"
+    if state is SessionState.LOCKED:
+        return "every verification attempt was used"
+    if state is SessionState.EXPIRED:
+        return "the code expired; start a new confirmation"
+    if state not in CHECKABLE_STATES:
+        return "the session ended"
+    if record.verify_limit is not None and record.verify_attempts >= record.verify_limit:
+        return "every verification attempt is taken (checks in flight)"
+    return "the code expired; the next call speaks it again"
 
 
 def _observer(telemetry: Telemetry | None, store: SessionStore) -> SessionObserver:

@@ -110,13 +110,29 @@ class ConfirmationSession:
     def calls_allowed(self) -> int:
         return self._record.calls_allowed
 
+    @property
+    def verify_attempts(self) -> int:
+        """Verification attempts taken so far (each counted before its request left)."""
+        return self._record.verify_attempts
+
+    @property
+    def verify_attempts_left(self) -> int | None:
+        """Attempts still allowed by the policy's ``max_verify_attempts`` (None: no limit)."""
+        limit = self._record.verify_limit
+        return None if limit is None else max(limit - self._record.verify_attempts, 0)
+
     async def verify(self, code: str) -> VerifyResult:
         """Check the code the person typed against the latest placed call.
 
-        A match makes the session VERIFIED (also after EXHAUSTED) and stops its redials in
-        every process; a wrong code changes nothing, redials go on.
+        With a policy, one verification attempt is first taken in the store (shared by
+        every worker); a request that never left gives it back. A match makes the session
+        VERIFIED (also after EXHAUSTED, within the code's lifetime) and stops its redials in
+        every process; a wrong code changes nothing, redials go on, unless it used the last
+        attempt: then the session is LOCKED.
 
         Raises:
+            VerificationClosedError: no code may be checked (``.state``: VERIFIED, LOCKED,
+                EXPIRED, CANCELLED, FAILED, or every attempt in flight); nothing was sent.
             ValidationError: the code breaks its rule, or no call was answered yet.
             StoreError: a durable store failed.
             PhoneConfirmError: the verification itself failed (see ``verify_code``).
@@ -132,7 +148,8 @@ class ConfirmationSession:
         await anyio.lowlevel.checkpoint()
 
     async def wait(self) -> SessionState:
-        """Wait until the session is VERIFIED, EXHAUSTED, FAILED or CANCELLED; return it."""
+        """Wait until the session is final (VERIFIED, EXHAUSTED, LOCKED, EXPIRED, FAILED or
+        CANCELLED); return its state."""
         return (await self._desk.wait_for(self, _final)).state
 
     async def wait_called(self) -> bool:
@@ -248,7 +265,7 @@ class SessionBook:
         if not was_final:
             self.pending -= 1
             self.observer.finished(record.state)
-        elif record.state is SessionState.VERIFIED:  # EXHAUSTED, then verified late
-            self.observer.late_verification()
+        elif record.state in (SessionState.VERIFIED, SessionState.EXPIRED):
+            self.observer.finished_again(record.state)  # after EXHAUSTED
         if event:
             self.observer.state(record)

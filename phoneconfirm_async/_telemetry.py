@@ -168,6 +168,13 @@ class Instruments:
             "Confirmation sessions that reached a final state, by that state.",
             (SESSION_STATE, STORE),
         )
+        self.sessions_throttled = self._tally(
+            meter.create_observable_counter,
+            "phoneconfirm.sessions.throttled",
+            "{session}",
+            "schedule() calls refused by the confirmation policy, by limit.",
+            ("phoneconfirm.throttle.limit", STORE),
+        )
         self.sessions_pending = self._tally(
             meter.create_observable_up_down_counter,
             "phoneconfirm.sessions.pending",
@@ -243,6 +250,7 @@ class Telemetry:
         self.calls = instruments.calls
         self.sessions_finished = instruments.sessions_finished
         self.sessions_pending = instruments.sessions_pending
+        self.sessions_throttled = instruments.sessions_throttled
         #: The histogram's attributes per (operation, outcome), made once.
         self.labels: dict[tuple[str, str], dict[str, str]] = {}
 

@@ -133,9 +133,12 @@ class TracedSessions(SessionObserver):
         self.telemetry.sessions_finished.add((state.value, self.kind), count)
         self.telemetry.sessions_pending.add((self.kind,), -count)
 
-    def late_verification(self) -> None:
-        """Finished again (VERIFIED), no longer pending already."""
-        self.telemetry.sessions_finished.add((SessionState.VERIFIED.value, self.kind))
+    def finished_again(self, state: SessionState) -> None:
+        """Finished again (VERIFIED, EXPIRED after EXHAUSTED), no longer pending already."""
+        self.telemetry.sessions_finished.add((state.value, self.kind))
+
+    def throttled(self, limit: str) -> None:
+        self.telemetry.sessions_throttled.add((limit, self.kind))
 
 
 class TracedBatchSpan(BatchSpan):

@@ -12,8 +12,10 @@ from phoneconfirm_async._errors import PhoneConfirmError as PhoneConfirmError
 from phoneconfirm_async._errors import RateLimitedError as RateLimitedError
 from phoneconfirm_async._errors import ServerError as ServerError
 from phoneconfirm_async._errors import StoreError as StoreError
+from phoneconfirm_async._errors import ThrottledError as ThrottledError
 from phoneconfirm_async._errors import TransportError as TransportError
 from phoneconfirm_async._errors import ValidationError as ValidationError
+from phoneconfirm_async._errors import VerificationClosedError as VerificationClosedError
 
 __all__ = [
     "ApiError",
@@ -27,6 +29,8 @@ __all__ = [
     "RateLimitedError",
     "ServerError",
     "StoreError",
+    "ThrottledError",
     "TransportError",
     "ValidationError",
+    "VerificationClosedError",
 ]

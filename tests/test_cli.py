@@ -185,7 +185,7 @@ def test_confirm_prompts_until_the_code_matches() -> None:
 
 def test_confirm_gives_up_at_end_of_input() -> None:
     """Ctrl-D (end of input) cancels the session: exit 1."""
-    done = _confirm("5555550123", "--country-code", "1", "--code", "1", stdin="")
+    done = _confirm("5555550123", "--country-code", "1", "--code", "4821", stdin="")
     assert done.returncode == 1
     assert json.loads(done.stdout)["outcome"] == "cancelled"
 
@@ -210,7 +210,7 @@ def test_confirm_ctrl_c_exits_130() -> None:
             "--country-code",
             "1",
             "--code",
-            "1",
+            "4821",
         ],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,

@@ -38,6 +38,10 @@ SPEC_NAMES = {
     "MemoryStore",
     "SQLiteStore",
     "PostgresStore",
+    # Section 10: the third release.
+    "ConfirmationPolicy",
+    "ThrottledError",
+    "VerificationClosedError",
 } | ERRORS
 #: Names added beyond the first specification, each documented in docs/reference.
 EXTRA_NAMES = {

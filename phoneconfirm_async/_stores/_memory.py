@@ -5,8 +5,9 @@ from __future__ import annotations
 import contextlib
 import heapq
 import itertools
+import secrets
 import time
-from collections.abc import AsyncIterator, Collection
+from collections.abc import AsyncIterator, Collection, Sequence
 
 import anyio
 
@@ -15,11 +16,17 @@ from phoneconfirm_async._models import PlaceCallResult
 from phoneconfirm_async._stores._protocol import ChangeHook, Claimed, Renewed
 from phoneconfirm_async._stores._rules import (
     CLOSED_STATES,
+    SPEND_WINDOW,
+    Quota,
     SessionRecord,
     SessionState,
+    Settled,
+    Throttled,
     answered,
+    counter_key,
     end,
     holds,
+    may_check,
     may_finish,
     release,
     settle_due,
@@ -47,6 +54,11 @@ class MemoryStore:
         self._wake = anyio.Event()
         self._retain = 0.0
         self._open = False
+        self._secret = secrets.token_bytes(32)
+        #: Throttle counters: the ends of the windows of the events counted, by hashed key.
+        self._counters: dict[str, list[float]] = {}
+        #: Calls claimed in the trailing hour: (window end, session id, claimed_at).
+        self._calls: list[tuple[float, str, float | None]] = []
 
     def __len__(self) -> int:
         """Sessions held: pending ones and finished ones still retained."""
@@ -77,6 +89,8 @@ class MemoryStore:
                 end(record, SessionState.CANCELLED, 0.0, 0.0)
         self._records.clear()
         self._heap.clear()
+        self._counters.clear()
+        self._calls.clear()
 
     def _push(self, record: SessionRecord) -> None:
         entry = (record.due, next(self._counter), record)
@@ -84,29 +98,75 @@ class MemoryStore:
         if self._heap[0] is entry:
             self._wake.set()  # the driver sleeps until a later deadline: wake it
 
-    async def add(self, record: SessionRecord) -> None:
+    async def add(
+        self, record: SessionRecord, *, quotas: Sequence[Quota] = ()
+    ) -> Throttled | None:
+        now = self.now()
+        counted: list[list[float]] = []
+        for quota in quotas:
+            if quota.value is None:
+                events = self._live_calls(now)
+            else:
+                key = counter_key(self._secret, quota.limit, quota.value)
+                events = self._counters.setdefault(key, [])
+                events[:] = [until for until in events if until > now]
+                counted.append(events)
+            if len(events) >= quota.most:
+                # Free when the ``most``-th newest event leaves its window.
+                frees = sorted(events)[len(events) - quota.most]
+                return Throttled(quota.limit, max(frees - now, 0.0))
+        for events, quota in zip(counted, (q for q in quotas if q.value is not None), strict=True):
+            events.append(now + quota.window)
         self._records[record.id] = record
         self._push(record)
+        return None
+
+    def _live_calls(self, now: float) -> list[float]:
+        self._calls = [call for call in self._calls if call[0] > now]
+        return [until for until, _, _ in self._calls]
 
     async def load(self, session_id: str) -> SessionRecord | None:
         return self._records.get(session_id)
 
-    async def claim(self, now: float, limit: int, *, exclude: Collection[str] = ()) -> Claimed:
+    async def claim(
+        self,
+        now: float,
+        limit: int,
+        *,
+        exclude: Collection[str] = (),
+        calls_per_hour: int | None = None,
+    ) -> Claimed:
         # ``exclude`` needs no look: a record in CALLING is never due here (no lease).
         heap = self._heap
         self._wake = anyio.Event()  # what is added from now on wakes the next wait
         claimed = Claimed([], [], time.monotonic())
+        free = float("inf")
+        if calls_per_hour is not None:
+            free = calls_per_hour - len(self._live_calls(now))
+        later: list[SessionRecord] = []  # due again now: pushed back after this pass
         while heap and heap[0][0] <= now and len(claimed.calls) < limit:
             due, _, record = heapq.heappop(heap)
             if due != record.due or record.id not in self._records:
                 continue  # stale: the record moved on since this entry was pushed
-            outcome = settle_due(record, now, lease=None, retain=self._retain)
-            if outcome is None:
+            outcome = settle_due(record, now, lease=None, retain=self._retain, may_call=free > 0)
+            if outcome is Settled.DELETED:
                 del self._records[record.id]
                 continue
-            (claimed.calls if outcome else claimed.changed).append(record)
+            if outcome is Settled.CALLED:
+                claimed.calls.append(record)
+                if calls_per_hour is not None:
+                    free -= 1
+                    self._calls.append((now + SPEND_WINDOW, record.id, record.claimed_at))
+            elif outcome is Settled.CHANGED:
+                claimed.changed.append(record)
             if record.due != float("inf"):
-                self._push(record)
+                later.append(record)
+        for record in later:
+            self._push(record)
+        if calls_per_hour is not None and free <= 0:
+            calls = sorted(until for until, _, _ in self._calls)
+            frees = calls[len(calls) - calls_per_hour] if len(calls) >= calls_per_hour else now
+            claimed = claimed._replace(capped=frees)
         return claimed
 
     async def renew(self, records: Collection[SessionRecord], now: float) -> Renewed:
@@ -122,6 +182,9 @@ class MemoryStore:
         current = self._records.get(record.id)
         if current is None or not holds(current, record):
             return None
+        self._calls = [
+            call for call in self._calls if call[1:] != (current.id, current.claimed_at)
+        ]  # never placed: not counted against the spend cap
         release(current, now)
         self._push(current)
         return current
@@ -137,6 +200,18 @@ class MemoryStore:
         answered(record, result, now)
         self._push(record)
         return record
+
+    async def take_attempt(self, session_id: str, now: float) -> SessionRecord | None:
+        record = self._records.get(session_id)
+        if record is None or not may_check(record, now):
+            return None
+        record.verify_attempts += 1
+        return record
+
+    async def return_attempt(self, session_id: str) -> None:
+        record = self._records.get(session_id)
+        if record is not None and record.verify_attempts > 0:
+            record.verify_attempts -= 1
 
     async def finish(
         self,

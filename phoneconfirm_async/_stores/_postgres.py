@@ -38,7 +38,8 @@ from phoneconfirm_async._stores._schema import (
     encode_attempt,
     migrate,
 )
-from phoneconfirm_async._stores._sql import Op, SQLStore, Statement, Statements, run_async
+from phoneconfirm_async._stores._sql import SQLStore
+from phoneconfirm_async._stores._statements import Op, Statement, Statements, run_async
 
 if TYPE_CHECKING:
     import asyncpg
@@ -119,7 +120,7 @@ class PostgresStore(SQLStore):
             "ORDER BY due LIMIT $3 FOR UPDATE SKIP LOCKED"
         )
         self.answered_sql = (
-            f"UPDATE {quoted} SET state = 'awaiting_code', due = $3, "
+            f"UPDATE {quoted} SET state = 'awaiting_code', due = $3, code_expires = $5, "
             "attempts = (attempts::jsonb || $4::jsonb)::text "
             f"WHERE id = $1 AND state = 'calling' AND claimed_at = $2 RETURNING {columns}"
         )
@@ -236,15 +237,19 @@ class PostgresStore(SQLStore):
             await conn.execute("SELECT pg_advisory_xact_lock(hashtext($1))", self.table)
             await conn.execute(f"CREATE TABLE IF NOT EXISTS {schema} (version integer NOT NULL)")
             version = await conn.fetchval(f"SELECT max(version) FROM {schema}")
-            if version == SCHEMA_VERSION:
-                return
-            if version is None:
-                steps = create_table("postgresql", self._quoted)
-            else:
-                steps = migrate("postgresql", self._quoted, version, store=self.name)
-            for statement in steps:
-                await conn.execute(statement)
-            await conn.execute(f"INSERT INTO {schema} (version) VALUES ($1)", SCHEMA_VERSION)
+            if version != SCHEMA_VERSION:
+                if version is None:
+                    steps = create_table("postgresql", self._quoted)
+                else:
+                    steps = migrate("postgresql", self._quoted, version, store=self.name)
+                for statement in steps:
+                    await conn.execute(statement)
+                await conn.execute(f"INSERT INTO {schema} (version) VALUES ($1)", SCHEMA_VERSION)
+
+            async def execute(statement: Statement) -> Any:
+                return await getattr(conn, statement.kind)(statement.sql, *statement.args)
+
+            self.secret = await run_async(self.secret_op(), execute)
 
     async def _run(self, op: Op[_T], *, transaction: bool = True) -> _T:
         """``op`` on a pooled connection, in a transaction unless told not to.
@@ -294,6 +299,11 @@ class PostgresStore(SQLStore):
 
     def _attempt_arg(self, result: PlaceCallResult | None) -> object:
         return "[]" if result is None else f"[{encode_attempt(result)}]"
+
+    def _lock(self, name: str) -> Statement | None:
+        return Statement(
+            "execute", "SELECT pg_advisory_xact_lock(hashtext($1))", (f"{self.table}:{name}",)
+        )
 
     def _notify(self, session_ids: list[str]) -> Statement | None:
         """Sessions that end or settle tell the other workers (``s`` + id), so that a

@@ -7,12 +7,12 @@ it applies are in ``phoneconfirm_async.stores`` (``settle_due``, ``may_finish``,
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Sequence
 from typing import NamedTuple, Protocol, runtime_checkable
 
 from phoneconfirm_async._errors import PhoneConfirmError
 from phoneconfirm_async._models import PlaceCallResult
-from phoneconfirm_async._stores._rules import SessionRecord, SessionState
+from phoneconfirm_async._stores._rules import Quota, SessionRecord, SessionState, Throttled
 
 
 class Claimed(NamedTuple):
@@ -23,6 +23,8 @@ class Claimed(NamedTuple):
     #: ``time.monotonic()`` read with the claims' ``claimed_at``, under the store's lock:
     #: where their leases start on this process's clock.
     at: float = 0.0
+    #: The spend cap held calls back: when (store clock) its window frees a call.
+    capped: float | None = None
 
 
 class Renewed(NamedTuple):
@@ -78,17 +80,34 @@ class SessionStore(Protocol):
         """
         ...
 
-    async def add(self, record: SessionRecord) -> None:
-        """Store a new session."""
+    async def add(
+        self, record: SessionRecord, *, quotas: Sequence[Quota] = ()
+    ) -> Throttled | None:
+        """Store a new session, unless a quota is full: then store nothing and say which
+        (the first full one, in order). Checking the quotas, counting the session in each
+        (keyed hashes, never ``value`` in clear) and adding it are one atomic step: two
+        processes never both take a quota's last place."""
         ...
 
     async def load(self, session_id: str) -> SessionRecord | None:
         """The session, or None when unknown or deleted."""
         ...
 
-    async def claim(self, now: float, limit: int, *, exclude: Collection[str] = ()) -> Claimed:
+    async def claim(
+        self,
+        now: float,
+        limit: int,
+        *,
+        exclude: Collection[str] = (),
+        calls_per_hour: int | None = None,
+    ) -> Claimed:
         """Settle every row due at ``now`` and claim at most ``limit`` calls, leaving the
         sessions in ``exclude`` (this process's calls in flight) alone.
+
+        With ``calls_per_hour``, the calls claimed on the whole store in the trailing hour
+        (every process's, counted as they are claimed, given back by ``release``) never
+        exceed it: the calls held back stay due, and ``Claimed.capped`` says when the cap
+        frees one.
 
         A durable store reads its clock again once it holds its lock, stamps ``claimed_at``
         and the lease with that reading, and returns ``time.monotonic()`` read with it.
@@ -110,6 +129,15 @@ class SessionStore(Protocol):
     ) -> SessionRecord | None:
         """A claimed call's answer (None: outcome unknown). Appends it to ``attempts``;
         when the claim still holds, AWAITING_CODE with the next ``due = now + interval``."""
+        ...
+
+    async def take_attempt(self, session_id: str, now: float) -> SessionRecord | None:
+        """Take one verification attempt, in one conditional update, if ``may_check``
+        allows it; return the session with it counted, or None (refused, or unknown)."""
+        ...
+
+    async def return_attempt(self, session_id: str) -> None:
+        """Give back an attempt whose verification request was never sent."""
         ...
 
     async def finish(

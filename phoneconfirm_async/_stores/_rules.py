@@ -12,51 +12,99 @@ record a call's answer, and to end a session. Every kind of pending work is a ro
 - CALLING whose lease ran out (its process died or stalled): AWAITING_CODE, the call
   counted with an unknown outcome, the next one ``redial_interval`` after the lease ended
   (the holder may have dialled until then, never later);
+- EXHAUSTED whose code lifetime (``code_ttl`` after the latest call) ran out: EXPIRED;
 - a final state past ``retain``: deleted.
+
+A spend cap may hold calls back: a row whose call is due then stays as it is (WAITING).
+
+A code is checked only after one verification attempt was taken in the store
+(``may_check``, in one conditional update): while the session is open to codes, has
+attempts left, and its code has not expired. A wrong answer that used the last attempt
+LOCKS the session (``may_finish``).
 
 A durable store reads ``now`` for a claim while it holds its lock, so that a claim that
 waited for the lock does not start with part of its lease already gone. A claim whose call
 was never sent goes back (``release``): due again, its call not counted.
 
 Phone and code (the record's ``request``) are erased when a session reaches a final state.
+Throttle counters (``Quota``) keep keyed hashes, never a phone or a throttle key in clear.
 """
 
 from __future__ import annotations
 
 import enum
+import hashlib
+import hmac
 from dataclasses import dataclass
-from typing import Final
+from typing import NamedTuple
 
 from phoneconfirm_async._errors import PhoneConfirmError
 from phoneconfirm_async._models import PlaceCallRequest, PlaceCallResult
 from phoneconfirm_async._redact import mask_phone
-
-
-class SessionState(enum.Enum):
-    """Where a confirmation session stands."""
-
-    SCHEDULED = "scheduled"  #: waiting for the first call's time
-    CALLING = "calling"  #: a call placement is in flight (claimed, counted in calls_made)
-    AWAITING_CODE = "awaiting_code"  #: called; waiting for the code or the next redial
-    VERIFIED = "verified"  #: the person's code matched
-    EXHAUSTED = "exhausted"  #: every call placed, no code within the last interval
-    FAILED = "failed"  #: a permanent error (on ``session.error``)
-    CANCELLED = "cancelled"  #: cancelled by the caller (or, memory store, by closing)
-
-    @property
-    def is_final(self) -> bool:
-        """True for the states a session waits for (EXHAUSTED can still become VERIFIED)."""
-        return self in FINAL_STATES
-
-
-FINAL_STATES: Final = frozenset(
-    {SessionState.VERIFIED, SessionState.EXHAUSTED, SessionState.FAILED, SessionState.CANCELLED}
+from phoneconfirm_async._stores._states import (
+    CHECKABLE_STATES,
+    CLOSED_STATES,
+    FINAL_STATES,
+    PENDING_STATES,
+    SPEND_WINDOW,
+    Limit,
+    SessionState,
 )
-#: States no call is placed from (EXHAUSTED can still be cancelled or verified).
-CLOSED_STATES: Final = frozenset(
-    {SessionState.VERIFIED, SessionState.FAILED, SessionState.CANCELLED}
-)
-PENDING_STATES: Final = frozenset({SessionState.SCHEDULED, SessionState.AWAITING_CODE})
+
+__all__ = [
+    "CHECKABLE_STATES",
+    "CLOSED_STATES",
+    "FINAL_STATES",
+    "PENDING_STATES",
+    "SPEND_WINDOW",
+    "Limit",
+    "Quota",
+    "SessionRecord",
+    "SessionState",
+    "Settled",
+    "Throttled",
+    "answered",
+    "code_expiry",
+    "counter_key",
+    "end",
+    "holds",
+    "may_check",
+    "may_finish",
+    "next_call_due",
+    "release",
+    "settle_due",
+]
+
+
+class Settled(enum.Enum):
+    """What ``settle_due`` did to a due record."""
+
+    CALLED = "called"  #: a call was claimed: dial it
+    CHANGED = "changed"  #: EXHAUSTED, EXPIRED, or a dead claim counted: write it
+    DELETED = "deleted"  #: final and retained long enough: delete it
+    WAITING = "waiting"  #: a call is due but the spend cap holds it back: unchanged
+
+
+class Quota(NamedTuple):
+    """One throttle ``SessionStore.add`` checks before it adds a session.
+
+    At most ``most`` counted events within ``window`` seconds. ``value`` is what is
+    counted (a phone, a throttle key; the store keeps only its keyed hash) and the new
+    session counts one more; None counts the calls claimed on the whole store (the spend
+    cap), which ``add`` only checks.
+    """
+
+    limit: Limit
+    value: str | None
+    most: int
+    window: float
+
+
+class Throttled(NamedTuple):
+    """A refused ``add``: which limit, and seconds until it frees."""
+
+    limit: Limit
+    retry_after: float
 
 
 @dataclass(slots=True, eq=False, repr=False)
@@ -79,6 +127,12 @@ class SessionRecord:
     attempts: tuple[PlaceCallResult, ...] = ()
     error: PhoneConfirmError | None = None
     claimed_at: float | None = None
+    #: Verification attempts taken (each before its request left), and how many may be.
+    verify_attempts: int = 0
+    verify_limit: int | None = None
+    #: Seconds a code stays good after the latest call; when the current one stops.
+    code_ttl: float | None = None
+    code_expires: float | None = None
 
     def __repr__(self) -> str:
         phone = "-" if self.request is None else mask_phone(self.request.phone)
@@ -95,41 +149,79 @@ class SessionRecord:
 def may_finish(current: SessionRecord, state: SessionState, claimed_at: float | None) -> bool:
     """The rule every store applies to ``SessionStore.finish``.
 
-    VERIFIED from any state but VERIFIED (a late code after EXHAUSTED still counts);
-    CANCELLED while not closed; FAILED only by the holder of the current claim.
+    VERIFIED from any state but VERIFIED (a code is checked only after an attempt was
+    taken while ``may_check`` allowed it, so a late code after EXHAUSTED counts, and a
+    right code checked within the limit wins over a concurrent last wrong one); CANCELLED
+    while not closed; LOCKED while open to codes with every attempt taken; FAILED only by
+    the holder of the current claim.
     """
     if state is SessionState.VERIFIED:
         return current.state is not SessionState.VERIFIED
     if state is SessionState.CANCELLED:
         return current.state not in CLOSED_STATES
-    return current.state is SessionState.CALLING and current.claimed_at == claimed_at
+    if state is SessionState.LOCKED:
+        return (
+            current.state in CHECKABLE_STATES
+            and current.verify_limit is not None
+            and current.verify_attempts >= current.verify_limit
+        )
+    if state is SessionState.FAILED:
+        return current.state is SessionState.CALLING and current.claimed_at == claimed_at
+    return False  # EXHAUSTED and EXPIRED come from ``settle_due`` only
+
+
+def may_check(record: SessionRecord, now: float) -> bool:
+    """Whether a verification attempt may be taken (``SessionStore.take_attempt``): the
+    session is open to codes, an attempt is left, and the code has not expired (a call in
+    flight speaks it again)."""
+    return (
+        record.state in CHECKABLE_STATES
+        and (record.verify_limit is None or record.verify_attempts < record.verify_limit)
+        and (
+            record.state is SessionState.CALLING
+            or record.code_expires is None
+            or record.code_expires > now
+        )
+    )
 
 
 def settle_due(
-    record: SessionRecord, now: float, *, lease: float | None, retain: float
-) -> bool | None:
-    """Apply the due rule to one record whose ``due`` passed.
-
-    Returns True when a call was claimed, False when the record changed otherwise
-    (EXHAUSTED, a dead claim settled), None when it is to be deleted.
-    """
+    record: SessionRecord,
+    now: float,
+    *,
+    lease: float | None,
+    retain: float,
+    may_call: bool = True,
+) -> Settled:
+    """Apply the due rule to one record whose ``due`` passed (``may_call`` False: the
+    spend cap allows no call now)."""
     state = record.state
+    if state is SessionState.EXHAUSTED and record.code_expires is not None:
+        end(record, SessionState.EXPIRED, now, retain)  # ``due`` was the code's end
+        return Settled.CHANGED
     if state in FINAL_STATES:
-        return None
+        return Settled.DELETED
+    changed = False
     if state is SessionState.CALLING:  # the lease ran out: the call counts, unknown outcome
-        record.state = SessionState.AWAITING_CODE
         # ``due`` was the lease's end: its holder may have dialled until then, never later.
+        record.state = SessionState.AWAITING_CODE
+        record.code_expires = code_expiry(record, record.due)
         record.due = next_call_due(record, record.due)
         if record.due > now:
-            return False
+            return Settled.CHANGED
+        changed = True
     if record.calls_made >= record.calls_allowed:
         end(record, SessionState.EXHAUSTED, now, retain)
-        return False
+        if record.code_expires is not None:
+            record.due = record.code_expires  # verifiable until then, EXPIRED after
+        return Settled.CHANGED
+    if not may_call:
+        return Settled.CHANGED if changed else Settled.WAITING
     record.state = SessionState.CALLING
     record.calls_made += 1
     record.claimed_at = now
     record.due = now + lease if lease is not None else float("inf")
-    return True
+    return Settled.CALLED
 
 
 def end(
@@ -164,6 +256,7 @@ def answered(record: SessionRecord, result: PlaceCallResult | None, now: float) 
     if result is not None:
         record.attempts += (result,)
     record.state = SessionState.AWAITING_CODE
+    record.code_expires = code_expiry(record, now)
     record.due = next_call_due(record, now)
 
 
@@ -171,3 +264,15 @@ def next_call_due(record: SessionRecord, called: float) -> float:
     """When the session's next call is due (or, with none left, when it is EXHAUSTED):
     ``redial_interval`` after its latest call was made at ``called``."""
     return called + record.redial_interval
+
+
+def code_expiry(record: SessionRecord, called: float) -> float | None:
+    """When the code stops being accepted, for a call made at ``called`` (each call speaks
+    it again); None without a ``code_ttl``."""
+    return None if record.code_ttl is None else called + record.code_ttl
+
+
+def counter_key(secret: bytes, limit: Limit, value: str) -> str:
+    """What a throttle counter keeps of ``value``: its HMAC-SHA256 under the store's
+    secret, so that counters, which outlive sessions, hold no phone or key in clear."""
+    return hmac.new(secret, f"{limit}:{value}".encode(), hashlib.sha256).hexdigest()

@@ -9,6 +9,11 @@ Adding a column is one entry in ``COLUMNS`` with ``since`` set to the next versi
 ``SCHEMA_VERSION`` raised to it: tables of older versions gain the column when a store
 opens them (``ALTER TABLE ... ADD COLUMN``, with the column's default for the rows they
 hold).
+
+Version 2 added the verification attempts and the code's lifetime to each session, and two
+tables beside the sessions: ``<table>_throttle`` (the throttle counters: a keyed hash, the
+end of the event's window, and for a call its session) and ``<table>_meta`` (the store's
+secret those hashes are keyed with, made when the tables are).
 """
 
 from __future__ import annotations
@@ -28,7 +33,7 @@ from phoneconfirm_async._models import PlaceCallRequest, PlaceCallResult
 from phoneconfirm_async._stores._rules import SessionRecord, SessionState
 
 #: The version a store writes; a table of a higher one is refused, a lower one migrated.
-SCHEMA_VERSION: Final = 1
+SCHEMA_VERSION: Final = 2
 #: The request's fields, kept in columns of their own and erased together.
 REQUEST_COLUMNS: Final = ("phone", "country_code", "code")
 
@@ -82,6 +87,10 @@ COLUMNS: Final = (
     Column("attempts", "text", null=False),
     Column("error", "text"),
     Column("claimed_at", "real"),
+    Column("verify_attempts", "integer", null=False, since=2, default="0"),
+    Column("verify_limit", "integer", mutable=False, since=2),
+    Column("code_ttl", "real", mutable=False, since=2),
+    Column("code_expires", "real", since=2),
 )
 NAMES: Final = tuple(column.name for column in COLUMNS)
 #: The columns an update writes, in ``update_values`` order (the id follows them).
@@ -186,13 +195,33 @@ def _check_columns() -> None:
 _check_columns()
 
 
+def side_table(table: str, side: str) -> str:
+    """The name of a table beside the sessions table (``throttle``, ``meta``), quoted."""
+    return f'"{table.strip(chr(34))}_{side}"'
+
+
+def _side_tables(dialect: Dialect, table: str) -> list[str]:
+    """The tables schema version 2 added beside the sessions (see the module doc)."""
+    types = _TYPES[dialect]
+    throttle, meta = side_table(table, "throttle"), side_table(table, "meta")
+    index = f'"{table.strip(chr(34))}_throttle_window"'
+    return [
+        f"CREATE TABLE IF NOT EXISTS {throttle} (kind {types['text']} NOT NULL, "
+        f"key {types['text']} NOT NULL, until {types['real']} NOT NULL, ref {types['text']})",
+        f"CREATE INDEX IF NOT EXISTS {index} ON {throttle} (kind, key, until)",
+        f"CREATE TABLE IF NOT EXISTS {meta} (name {types['text']} PRIMARY KEY, "
+        f"value {types['text']} NOT NULL)",
+    ]
+
+
 def create_table(dialect: Dialect, table: str) -> list[str]:
-    """The statements that create the table and its index, as this version has them."""
+    """The statements that create the tables and indexes, as this version has them."""
     body = ",\n    ".join(column.ddl(dialect) for column in COLUMNS)
     index = table.strip('"') + "_due"
     return [
         f"CREATE TABLE IF NOT EXISTS {table} (\n    {body}\n)",
         f'CREATE INDEX IF NOT EXISTS "{index}" ON {table} (due)',
+        *_side_tables(dialect, table),
     ]
 
 
@@ -208,8 +237,11 @@ def migrate(dialect: Dialect, table: str, version: int, *, store: str) -> list[s
             f"phoneconfirm-async (this one knows {SCHEMA_VERSION}): upgrade this process, or "
             "point it at another store"
         )
-    return [
+    steps = [
         f"ALTER TABLE {table} ADD COLUMN {column.ddl(dialect)}"
         for column in COLUMNS
         if column.since > version
     ]
+    if version < 2:
+        steps += _side_tables(dialect, table)
+    return steps

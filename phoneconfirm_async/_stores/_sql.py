@@ -1,18 +1,24 @@
 """What the SQL stores share: every operation of ``SessionStore`` written once.
 
-An operation is a generator: it yields each ``Statement`` it needs, receives its result
-(rows, one row, one value, or None) and returns its answer, applying the session rules of
-``_rules`` in between. A dialect (``SQLiteStore``, ``PostgresStore``) runs operations on its
-driver, in one transaction when asked, and gives the text of the few statements that
-differ between databases (the due rows, the JSON append of an answered call, a renewal,
-notifications). The columns and the statements built from them come from ``_schema``.
+An operation is a generator (``_statements``): it yields each ``Statement`` it needs,
+receives its result (rows, one row, one value, or None) and returns its answer, applying
+the session rules of ``_rules`` in between. A dialect (``SQLiteStore``, ``PostgresStore``)
+runs operations on its driver, in one transaction when asked, and gives the text of the
+few statements that differ between databases (the due rows, the JSON append of an
+answered call, a renewal, notifications, a lock on a throttle counter).
 """
 
 from __future__ import annotations
 
+import secrets
 import time
-from collections.abc import Awaitable, Callable, Collection, Generator, Iterable, Mapping
-from typing import Any, Literal, NamedTuple, TypeVar
+from collections.abc import (
+    Collection,
+    Iterable,
+    Mapping,
+    Sequence,
+)
+from typing import Any, Final, TypeVar
 
 import anyio
 
@@ -21,8 +27,14 @@ from phoneconfirm_async._models import PlaceCallResult
 from phoneconfirm_async._settings import seconds
 from phoneconfirm_async._stores._protocol import Claimed, Renewed
 from phoneconfirm_async._stores._rules import (
+    SPEND_WINDOW,
+    Quota,
     SessionRecord,
     SessionState,
+    Settled,
+    Throttled,
+    code_expiry,
+    counter_key,
     end,
     holds,
     may_finish,
@@ -30,80 +42,35 @@ from phoneconfirm_async._stores._rules import (
     release,
     settle_due,
 )
-from phoneconfirm_async._stores._schema import (
-    MUTABLE,
-    NAMES,
-    record_from_row,
-    row_values,
-    update_values,
-)
+from phoneconfirm_async._stores._schema import record_from_row, row_values, update_values
+from phoneconfirm_async._stores._statements import Op, Statement, Statements, one
 
+#: Seconds between deletions of the throttle counters whose window passed.
+SWEEP_INTERVAL: Final = 10.0
 _T = TypeVar("_T")
-
-
-class Statement(NamedTuple):
-    """One statement of an operation; ``args`` is a list of argument tuples for
-    ``executemany``."""
-
-    kind: Literal["execute", "executemany", "fetch", "fetchrow", "fetchval"]
-    sql: str
-    args: Any = ()
-
-
-#: An operation: yields statements, receives their results, returns its answer.
-Op = Generator[Statement, Any, _T]
-
-
-def run_sync(op: Op[_T], execute: Callable[[Statement], Any]) -> _T:
-    """Run ``op`` with a blocking ``execute`` (SQLite, in a worker thread)."""
-    result = None
-    try:
-        while True:
-            result = execute(op.send(result))
-    except StopIteration as done:
-        return done.value  # type: ignore[no-any-return]
-
-
-async def run_async(op: Op[_T], execute: Callable[[Statement], Awaitable[Any]]) -> _T:
-    """Run ``op`` with an async ``execute`` (asyncpg)."""
-    result = None
-    try:
-        while True:
-            result = await execute(op.send(result))
-    except StopIteration as done:
-        return done.value  # type: ignore[no-any-return]
-
-
-class Statements:
-    """The statements every dialect writes alike, for one table; ``param(n)`` is the
-    dialect's n-th positional parameter (``?n``, ``$n``)."""
-
-    __slots__ = ("delete", "insert", "lock", "next_due", "select", "update")
-
-    def __init__(self, table: str, param: Callable[[int], str], *, lock: str = "") -> None:
-        columns = ", ".join(NAMES)
-        values = ", ".join(param(i + 1) for i in range(len(NAMES)))
-        assignments = ", ".join(f"{name} = {param(i + 1)}" for i, name in enumerate(MUTABLE))
-        self.insert = f"INSERT INTO {table} ({columns}) VALUES ({values})"
-        self.select = f"SELECT {columns} FROM {table} WHERE id = {param(1)}"
-        #: The row read to change it: locked until the transaction ends where rows lock.
-        self.lock = self.select + lock
-        self.update = f"UPDATE {table} SET {assignments} WHERE id = {param(len(MUTABLE) + 1)}"
-        self.delete = f"DELETE FROM {table} WHERE id = {param(1)}"
-        self.next_due = f"SELECT min(due) FROM {table}"
 
 
 class DuePass:
     """One pass over due rows, read in due order: the calls claimed, the sessions changed,
     and the rows to update and delete (written in the pass's transaction)."""
 
-    __slots__ = ("claimed", "deletes", "lease", "limit", "now", "retain", "updates")
+    __slots__ = ("claimed", "deletes", "free", "lease", "limit", "now", "retain", "updates")
 
-    def __init__(self, now: float, limit: int, *, lease: float | None, retain: float) -> None:
+    def __init__(
+        self,
+        now: float,
+        limit: int,
+        *,
+        lease: float | None,
+        retain: float,
+        free: float = float("inf"),
+    ) -> None:
         self.now = now
         self.limit = limit
         self.lease = lease
         self.retain = retain
+        #: Calls the spend cap still allows.
+        self.free = free
         self.claimed = Claimed([], [])
         self.updates: list[tuple[object, ...]] = []
         self.deletes: list[tuple[str]] = []
@@ -123,12 +90,18 @@ class DuePass:
             if self.full:
                 return
             record = record_from_row(row)
-            outcome = settle_due(record, self.now, lease=self.lease, retain=self.retain)
-            if outcome is None:
+            outcome = settle_due(
+                record, self.now, lease=self.lease, retain=self.retain, may_call=self.free > 0
+            )
+            if outcome is Settled.DELETED:
                 self.deletes.append((record.id,))
-                continue
-            self.updates.append(update_values(record))
-            (self.claimed.calls if outcome else self.claimed.changed).append(record)
+            elif outcome is Settled.CALLED:
+                self.free -= 1
+                self.updates.append(update_values(record))
+                self.claimed.calls.append(record)
+            elif outcome is Settled.CHANGED:
+                self.updates.append(update_values(record))
+                self.claimed.changed.append(record)
 
 
 class Waker:
@@ -183,12 +156,14 @@ class SQLStore:
     #: Due rows: args (now, excluded ids, rows, offset) as ``_due_args`` gives them.
     due_sql: str
     #: The conditional update of an answered call, ``RETURNING`` the row: args (id,
-    #: claimed_at, due, attempt).
+    #: claimed_at, due, attempt, code_expires).
     answered_sql: str
     #: Appends an answer to a session whose claim no longer holds: args (id, attempt).
     append_sql: str
     #: One claim's renewal, ``RETURNING id``: args (lease end, id, claimed_at).
     renew_sql: str
+    #: The key of the throttle counters' hashes (read from ``<table>_meta`` by ``open``).
+    secret: bytes = b""
 
     def __init__(self, *, lease: float, poll_interval: float) -> None:
         self.lease: float | None = seconds("lease", lease)
@@ -197,6 +172,7 @@ class SQLStore:
         self.waker = Waker(self.poll_interval)
         #: Seconds a finished session is kept (the scheduler's ``retain``, set by ``open``).
         self.retain = 0.0
+        self._swept_at = 0.0
 
     def now(self) -> float:
         return time.time()
@@ -214,6 +190,12 @@ class SQLStore:
         """The JSON an answered call appends to ``attempts`` (None: nothing)."""
         raise NotImplementedError
 
+    def _lock(self, name: str) -> Statement | None:
+        """A statement that serializes, until the transaction ends, the transactions that
+        count ``name`` (a throttle counter); None where every write transaction is
+        serialized already (SQLite)."""
+        return None
+
     def _notify(self, session_ids: list[str]) -> Statement | None:
         """A statement that tells other processes these sessions changed, if it can."""
         return None
@@ -227,28 +209,89 @@ class SQLStore:
                 held.add(session_id)
         return held
 
+    def secret_op(self) -> Op[bytes]:
+        """Make the store's secret if the tables are new, and read it (run by ``open``)."""
+        yield Statement("execute", self.statements.write_secret, (secrets.token_hex(32),))
+        value = yield Statement("fetchval", self.statements.read_secret, ())
+        return bytes.fromhex(value)
+
     # -- the protocol -----------------------------------------------------------------------
-    async def add(self, record: SessionRecord) -> None:
-        await self._run(
-            _one("execute", self.statements.insert, row_values(record)), transaction=False
-        )
-        self.waker.due(record.due)
+    async def add(
+        self, record: SessionRecord, *, quotas: Sequence[Quota] = ()
+    ) -> Throttled | None:
+        if not quotas:
+            await self._run(
+                one("execute", self.statements.insert, row_values(record)), transaction=False
+            )
+            self.waker.due(record.due)
+            return None
+        secret = self.secret
+        counters = [
+            (quota, "" if q is None else counter_key(secret, quota.limit, q))
+            for quota in quotas
+            for q in (quota.value,)
+        ]
+        throttled = await self._run(self._add_op(record, counters))
+        if throttled is None:
+            self.waker.due(record.due)
+        return throttled
+
+    def _add_op(
+        self, record: SessionRecord, counters: list[tuple[Quota, str]]
+    ) -> Op[Throttled | None]:
+        """Check every quota, then count the session in each and add it: one transaction,
+        each counter locked first (in one order: two adds never wait for each other)."""
+        statements = self.statements
+        for key in sorted(key for quota, key in counters if quota.value is not None):
+            lock = self._lock(key)
+            if lock is not None:
+                yield lock
+        now = time.time()
+        for quota, key in counters:
+            frees = yield Statement(
+                "fetchval", statements.newest, (quota.limit, key, now, quota.most - 1)
+            )
+            if frees is not None:
+                return Throttled(quota.limit, max(frees - now, 0.0))
+        for quota, key in counters:
+            if quota.value is not None:
+                counted = (quota.limit, key, now + quota.window, None)
+                yield Statement("execute", statements.count, counted)
+        yield Statement("execute", statements.insert, row_values(record))
+        return None
 
     async def load(self, session_id: str) -> SessionRecord | None:
         row = await self._run(
-            _one("fetchrow", self.statements.select, (session_id,)), transaction=False
+            one("fetchrow", self.statements.select, (session_id,)), transaction=False
         )
         return None if row is None else record_from_row(row)
 
-    async def claim(self, now: float, limit: int, *, exclude: Collection[str] = ()) -> Claimed:
+    async def claim(
+        self,
+        now: float,
+        limit: int,
+        *,
+        exclude: Collection[str] = (),
+        calls_per_hour: int | None = None,
+    ) -> Claimed:
         self.waker.arm()
-        return await self._run(self._claim_op(limit, list(exclude)))
+        sweep = now - self._swept_at >= SWEEP_INTERVAL
+        if sweep:
+            self._swept_at = now
+        return await self._run(self._claim_op(limit, list(exclude), calls_per_hour, sweep))
 
-    def _claim_op(self, limit: int, skip: list[str]) -> Op[Claimed]:
+    def _claim_op(self, limit: int, skip: list[str], cap: int | None, sweep: bool) -> Op[Claimed]:
+        statements = self.statements
         rows_per_page = DuePass.batch_for(limit)
         due: DuePass | None = None
         at = 0.0
         offset = 0
+        free = float("inf")
+        if cap is not None:  # the spend cap: counted by one pass at a time
+            lock = self._lock("calls_per_hour")
+            if lock is not None:
+                yield lock
+            free = cap - (yield Statement("fetchval", statements.spent, (time.time(),)))
         while True:
             now = time.time() if due is None else due.now
             rows = yield Statement(
@@ -258,20 +301,33 @@ class SQLStore:
                 # The rows are locked (or the write lock held): the claims' time is read
                 # now, not before the wait for the lock.
                 at = time.monotonic()
-                due = DuePass(time.time(), limit, lease=self.lease, retain=self.retain)
+                due = DuePass(time.time(), limit, lease=self.lease, retain=self.retain, free=free)
             due.take(rows)
             if not self.pages or due.full or len(rows) < rows_per_page:
                 break
             offset += rows_per_page
         if due.updates:
-            yield Statement("executemany", self.statements.update, due.updates)
+            yield Statement("executemany", statements.update, due.updates)
         if due.deletes:
-            yield Statement("executemany", self.statements.delete, due.deletes)
+            yield Statement("executemany", statements.delete, due.deletes)
+        capped = None
+        if cap is not None:
+            if due.claimed.calls:
+                counted = [
+                    ("calls_per_hour", "", (r.claimed_at or 0.0) + SPEND_WINDOW, r.id)
+                    for r in due.claimed.calls
+                ]
+                yield Statement("executemany", statements.count, counted)
+            if due.free <= 0:
+                args = ("calls_per_hour", "", due.now, cap - 1)
+                capped = yield Statement("fetchval", statements.newest, args)
+        if sweep:
+            yield Statement("execute", statements.sweep, (due.now,))
         if due.claimed.changed:
             notify = self._notify([record.id for record in due.claimed.changed])
             if notify is not None:
                 yield notify
-        return due.claimed._replace(at=at)
+        return due.claimed._replace(at=at, capped=capped)
 
     async def renew(self, records: Collection[SessionRecord], now: float) -> Renewed:
         lease = self.lease
@@ -293,8 +349,10 @@ class SQLStore:
             current = record_from_row(row)
             if not holds(current, record):
                 return None  # settled elsewhere, or the session ended
+            counted = (current.id, (current.claimed_at or 0.0) + SPEND_WINDOW)
             release(current, time.time())
             yield Statement("execute", self.statements.update, update_values(current))
+            yield Statement("execute", self.statements.uncount, counted)  # never placed
             return current
 
         updated = await self._run(op())
@@ -309,8 +367,9 @@ class SQLStore:
 
         def op() -> Op[SessionRecord | None]:
             # The claim holds: one conditional UPDATE. It does not: keep the answer only.
-            due = next_call_due(record, time.time())
-            args = (record.id, record.claimed_at, due, attempt)
+            now = time.time()
+            due = next_call_due(record, now)
+            args = (record.id, record.claimed_at, due, attempt, code_expiry(record, now))
             row = yield Statement("fetchrow", self.answered_sql, args)
             if row is not None:
                 return record_from_row(row)
@@ -322,6 +381,17 @@ class SQLStore:
         if updated is not None:
             self.waker.due(updated.due)
         return updated
+
+    async def take_attempt(self, session_id: str, now: float) -> SessionRecord | None:
+        row = await self._run(
+            one("fetchrow", self.statements.take, (session_id, time.time())), transaction=False
+        )
+        return None if row is None else record_from_row(row)
+
+    async def return_attempt(self, session_id: str) -> None:
+        await self._run(
+            one("execute", self.statements.give_back, (session_id,)), transaction=False
+        )
 
     async def finish(
         self,
@@ -352,7 +422,7 @@ class SQLStore:
 
     async def next_due(self) -> float | None:
         due: float | None = await self._run(
-            _one("fetchval", self.statements.next_due, ()), transaction=False
+            one("fetchval", self.statements.next_due, ()), transaction=False
         )
         return due
 
@@ -361,8 +431,3 @@ class SQLStore:
 
     def wake(self) -> None:
         self.waker.wake()
-
-
-def _one(kind: Literal["execute", "fetchrow", "fetchval"], sql: str, args: Any) -> Op[Any]:
-    """An operation of one statement."""
-    return (yield Statement(kind, sql, args))

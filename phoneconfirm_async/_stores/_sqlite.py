@@ -15,7 +15,7 @@ import contextlib
 import json
 import os
 import sqlite3
-from collections.abc import AsyncIterator, Collection
+from collections.abc import AsyncIterator, Callable, Collection
 from typing import Any, Final, TypeVar
 
 import anyio
@@ -32,7 +32,8 @@ from phoneconfirm_async._stores._schema import (
     encode_attempt,
     migrate,
 )
-from phoneconfirm_async._stores._sql import Op, SQLStore, Statement, Statements, run_sync
+from phoneconfirm_async._stores._sql import SQLStore
+from phoneconfirm_async._stores._statements import Op, Statement, Statements, run_sync
 
 #: Seconds between WAL truncations while sessions keep ending (and once at close).
 CHECKPOINT_INTERVAL: Final = 5.0
@@ -60,7 +61,7 @@ class SQLiteStore(SQLStore):
         "AND id NOT IN (SELECT value FROM json_each(?2)) ORDER BY due LIMIT ?3 OFFSET ?4"
     )
     answered_sql = (
-        f"UPDATE {TABLE} SET state = 'awaiting_code', due = ?3, "
+        f"UPDATE {TABLE} SET state = 'awaiting_code', due = ?3, code_expires = ?5, "
         "attempts = CASE WHEN ?4 IS NULL THEN attempts "
         "ELSE json_insert(attempts, '$[#]', json(?4)) END "
         f"WHERE id = ?1 AND state = 'calling' AND claimed_at = ?2 RETURNING {', '.join(NAMES)}"
@@ -117,6 +118,7 @@ class SQLiteStore(SQLStore):
             db.execute("PRAGMA secure_delete = ON")
             if db.execute("PRAGMA user_version").fetchone()[0] != SCHEMA_VERSION:
                 self._create_schema(db)
+            self.secret = run_sync(self.secret_op(), _executor(db))
         except BaseException:
             db.close()
             raise
@@ -155,22 +157,7 @@ class SQLiteStore(SQLStore):
         if db is None:
             raise RuntimeError("the session store is not open (use it through a scheduler)")
 
-        def execute(statement: Statement) -> Any:
-            kind, sql, args = statement
-            if kind == "executemany":
-                db.executemany(sql, args)
-                return None
-            cursor = db.execute(sql, args)
-            if kind == "execute":
-                return None
-            # Read to the end: a statement left part-read stays "in progress" until its
-            # cursor is collected, and a COMMIT meanwhile fails.
-            rows = cursor.fetchall()
-            if kind == "fetch":
-                return rows
-            if not rows:
-                return None
-            return rows[0] if kind == "fetchrow" else rows[0][0]
+        execute = _executor(db)
 
         def run() -> _T:
             if not transaction:
@@ -198,8 +185,15 @@ class SQLiteStore(SQLStore):
         return None if result is None else encode_attempt(result)
 
     # -- the protocol, where SQLite adds to the skeleton -------------------------------------
-    async def claim(self, now: float, limit: int, *, exclude: Collection[str] = ()) -> Claimed:
-        claimed = await super().claim(now, limit, exclude=exclude)
+    async def claim(
+        self,
+        now: float,
+        limit: int,
+        *,
+        exclude: Collection[str] = (),
+        calls_per_hour: int | None = None,
+    ) -> Claimed:
+        claimed = await super().claim(now, limit, exclude=exclude, calls_per_hour=calls_per_hour)
         if claimed.changed:
             self._ended_since_checkpoint = True
         await self._maybe_checkpoint(now)
@@ -227,6 +221,29 @@ class SQLiteStore(SQLStore):
             if db is not None:
                 with contextlib.suppress(sqlite3.Error):  # busy readers: try again later
                     await anyio.to_thread.run_sync(_checkpoint, db, limiter=self._limiter)
+
+
+def _executor(db: sqlite3.Connection) -> Callable[[Statement], Any]:
+    """Run one ``Statement`` on ``db`` and read its result to the end (a statement left
+    part-read stays "in progress" until its cursor is collected, and a COMMIT meanwhile
+    fails)."""
+
+    def execute(statement: Statement) -> Any:
+        kind, sql, args = statement
+        if kind == "executemany":
+            db.executemany(sql, args)
+            return None
+        cursor = db.execute(sql, args)
+        if kind == "execute":
+            return None
+        rows = cursor.fetchall()
+        if kind == "fetch":
+            return rows
+        if not rows:
+            return None
+        return rows[0] if kind == "fetchrow" else rows[0][0]
+
+    return execute
 
 
 def _checkpoint(db: sqlite3.Connection) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import secrets
 import sys
 import threading
 from datetime import datetime
@@ -15,10 +14,13 @@ import click
 from anyio.streams.memory import MemoryObjectReceiveStream
 
 from phoneconfirm_async import (
+    ConfirmationPolicy,
     ConfirmationSession,
     PhoneConfirmError,
     SessionState,
     SessionStore,
+    ThrottledError,
+    VerificationClosedError,
 )
 from phoneconfirm_async.cli._common import (
     credential_options,
@@ -55,7 +57,9 @@ def _parse_at(value: str | None) -> datetime | float | None:
 @click.command()
 @click.argument("phone")
 @click.option("--country-code", required=True, help="1-3 digits, '+' allowed.")
-@click.option("--code", default=None, help="The code to speak (default: six random digits).")
+@click.option(
+    "--code", default=None, help="The code to speak, 4-10 characters (default: six random digits)."
+)
 @click.option("--redial-count", default=0, show_default=True, type=click.IntRange(0, 10))
 @click.option(
     "--redial-interval",
@@ -64,6 +68,20 @@ def _parse_at(value: str | None) -> datetime | float | None:
     type=click.FloatRange(min=0, min_open=True),
 )
 @click.option("--at", "at", default=None, help="When to call: seconds from now or ISO time.")
+@click.option(
+    "--max-verify-attempts",
+    default=5,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Codes checked before the session locks.",
+)
+@click.option(
+    "--code-ttl",
+    default=600.0,
+    show_default=True,
+    type=click.FloatRange(min=0, min_open=True),
+    help="Seconds a code stays good after the latest call.",
+)
 @click.option(
     "--store",
     "store",
@@ -80,6 +98,8 @@ def confirm(
     redial_count: int,
     redial_interval: float,
     at: str | None,
+    max_verify_attempts: int,
+    code_ttl: float,
     store: SessionStore | None,
     otel: bool,
     **kw: Any,
@@ -88,27 +108,38 @@ def confirm(
 
     With ``--store`` the session lives in a durable store: ``phoneconfirm worker``
     processes on it may place its calls, and Ctrl-C leaves it pending there (end of input
-    cancels it). Exits 0 when verified, 1 when the calls were exhausted or failed, 130 on
-    Ctrl-C (``EXIT_INTERRUPTED``).
+    cancels it). The session follows the default confirmation policy, with
+    ``--max-verify-attempts`` and ``--code-ttl``. Exits 0 when verified; 1 when the session
+    ended otherwise (its ``outcome``: exhausted, locked after the last wrong code, expired,
+    cancelled, failed, or throttled by the policy before any call, with ``retry_after``);
+    130 on Ctrl-C (``EXIT_INTERRUPTED``).
     """
     credentials = credentials_from(kw)
     when = _parse_at(at)
-    spoken = code if code is not None else f"{secrets.randbelow(10**6):06d}"
+    policy = ConfirmationPolicy(max_verify_attempts=max_verify_attempts, code_ttl=code_ttl)
 
     async def run(telemetry: dict[str, Any]) -> dict[str, Any]:
         async with (
             open_client(credentials, **telemetry) as client,
-            client.scheduler(store=store) as scheduler,
+            client.scheduler(store=store, policy=policy) as scheduler,
         ):
             try:
                 session = await scheduler.schedule(
                     phone,
                     country_code=country_code,
-                    code=spoken,
+                    code=code,
                     redial_count=redial_count,
                     redial_interval=redial_interval,
                     call_place_time=when,
                 )
+            except ThrottledError as exc:
+                click.echo(f"Throttled: {exc}.", err=True)
+                return {
+                    "phone": phone,
+                    "outcome": "throttled",
+                    "retry_after": round(exc.retry_after),
+                    "error": error_field(exc),
+                }
             except PhoneConfirmError as exc:
                 return {"phone": phone, "outcome": "failed", "error": error_field(exc)}
             if scheduler.store.durable:
@@ -167,7 +198,7 @@ async def _prompt_until_done(session: ConfirmationSession) -> None:
         async def end_with_session() -> None:
             state = await session.wait()
             if state is not SessionState.VERIFIED:
-                click.echo(f"Session {state.value}.", err=True)
+                click.echo(_closed_line(state), err=True)
             tg.cancel_scope.cancel()
 
         tg.start_soon(end_with_session)
@@ -183,12 +214,29 @@ async def _prompt_until_done(session: ConfirmationSession) -> None:
                 continue
             try:
                 result = await session.verify(typed)
+            except VerificationClosedError as exc:
+                if exc.state is not SessionState.VERIFIED:
+                    click.echo(_closed_line(exc.state), err=True)
+                break
             except PhoneConfirmError as exc:
                 click.echo(f"Cannot verify yet: {exc}", err=True)
                 continue
             if result.verified:
                 click.echo("Verified.", err=True)
                 break
-            click.echo("That code does not match; try again.", err=True)
+            if session.state is SessionState.LOCKED:
+                click.echo(_closed_line(SessionState.LOCKED), err=True)
+                break
+            left = session.verify_attempts_left
+            more = "" if left is None else f" ({left} attempt(s) left)"
+            click.echo(f"That code does not match; try again{more}.", err=True)
         lines.close()
         tg.cancel_scope.cancel()
+
+
+def _closed_line(state: SessionState) -> str:
+    """One line for a session that no longer takes a code."""
+    return {
+        SessionState.LOCKED: "Session locked: every verification attempt was used.",
+        SessionState.EXPIRED: "Session expired: the code's lifetime ran out.",
+    }.get(state, f"Session {state.value}.")

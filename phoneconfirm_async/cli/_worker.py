@@ -11,7 +11,7 @@ from typing import Any
 import anyio
 import click
 
-from phoneconfirm_async import SessionStore
+from phoneconfirm_async import ConfirmationPolicy, SessionStore
 from phoneconfirm_async.cli._common import (
     STORE_ENV,
     credential_options,
@@ -45,10 +45,22 @@ from phoneconfirm_async.cli._otel import otel_option, telemetry_options
     type=click.FloatRange(min=0, min_open=True),
     help="Calls this worker starts per second at most (default: no limit).",
 )
+@click.option(
+    "--max-calls-per-hour",
+    type=click.IntRange(min=1),
+    envvar="PHONECONFIRM_MAX_CALLS_PER_HOUR",
+    help="The spend cap: calls placed by every worker on the store in the trailing hour; "
+    "due calls wait while it is reached (env PHONECONFIRM_MAX_CALLS_PER_HOUR; default: none).",
+)
 @credential_options
 @otel_option
 def worker(
-    store: SessionStore, concurrency: int, rate: float | None, otel: bool, **kw: Any
+    store: SessionStore,
+    concurrency: int,
+    rate: float | None,
+    max_calls_per_hour: int | None,
+    otel: bool,
+    **kw: Any,
 ) -> None:
     """Place the calls that fall due in a durable session store, until stopped.
 
@@ -60,6 +72,9 @@ def worker(
     credentials = credentials_from(kw)
     if not store.durable:
         raise click.BadParameter("a worker needs a durable store", param_hint="--store")
+    # The sessions carry their own attempt limit and code lifetime (set where they were
+    # scheduled); a worker applies only the spend cap, to the calls it claims.
+    policy = ConfirmationPolicy(max_calls_per_hour=max_calls_per_hour)
 
     async def run(telemetry: dict[str, Any]) -> None:
         with anyio.open_signal_receiver(signal.SIGTERM) as signals:
@@ -67,7 +82,7 @@ def worker(
                 open_client(
                     credentials, max_concurrency=concurrency, rate_limit=rate, **telemetry
                 ) as client,
-                client.scheduler(store=store),
+                client.scheduler(store=store, policy=policy),
             ):
                 click.echo(f"phoneconfirm worker: placing the due calls of {store.name}", err=True)
                 async for _ in signals:
