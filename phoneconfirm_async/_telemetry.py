@@ -2,9 +2,8 @@
 
 Imported only when a client turns telemetry on; without the API installed nothing here is
 loaded. Telemetry is on by default whenever the API is installed: the application's SDK,
-configured before or after the client, decides whether anything is recorded. Until one is
-configured (no provider given, the global ones unset) a request does no telemetry work at
-all (``Telemetry.live``).
+configured before or after the client, decides whether anything is recorded; until one is
+(no provider given, the global ones unset) a request does no telemetry work at all.
 
 What is exported never names a phone number, a code, a key or a URL with its query:
 attributes are operation names, outcomes, the service's status and error code, counts,

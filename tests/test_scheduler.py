@@ -108,7 +108,7 @@ async def test_first_call_now_by_default(
 ) -> None:
     """Without call_place_time the first call goes out at once, without redial params."""
     start = anyio.current_time()
-    session = await scheduler.schedule("5555550123", country_code="4821", code="4821")
+    session = await scheduler.schedule("5555550123", country_code="1", code="4821")
     await settle()
     assert service.call_times(start) == [0.0]
     assert session.state is SessionState.AWAITING_CODE
@@ -135,7 +135,7 @@ async def test_call_place_time_forms(
     start = anyio.current_time()
     session = await scheduler.schedule(
         "5555550123",
-        country_code="4821",
+        country_code="1",
         code="4821",
         call_place_time=when,  # type: ignore[arg-type]
     )
@@ -150,7 +150,7 @@ async def test_past_time_means_now(scheduler: ConfirmationScheduler, service: Fa
     """A call_place_time in the past places the call at once."""
     start = anyio.current_time()
     await scheduler.schedule(
-        "5555550123", country_code="4821", code="4821", call_place_time=WALL_NOW - timedelta(days=1)
+        "5555550123", country_code="1", code="4821", call_place_time=WALL_NOW - timedelta(days=1)
     )
     await settle()
     assert service.call_times(start) == [0.0]
@@ -162,10 +162,10 @@ async def test_naive_datetime_refused(
     """A naive datetime is a ValidationError and nothing is scheduled."""
     with pytest.raises(ValidationError, match="call_place_time"):
         await scheduler.schedule(
-            "5555550123", country_code="4821", code="4821", call_place_time=datetime(2026, 12, 1)
+            "5555550123", country_code="1", code="4821", call_place_time=datetime(2026, 12, 1)
         )
     with pytest.raises(ValidationError, match="redial_count"):
-        await scheduler.schedule("5555550123", country_code="4821", code="4821", redial_count=11)
+        await scheduler.schedule("5555550123", country_code="1", code="4821", redial_count=11)
     assert len(scheduler) == 0
 
 
@@ -175,7 +175,7 @@ async def test_exact_redial_times_then_exhausted(
     """1 + redial_count calls, redial_interval apart; EXHAUSTED one interval after the last."""
     start = anyio.current_time()
     session = await scheduler.schedule(
-        "5555550123", country_code="4821", code="4821", redial_count=2, redial_interval=60
+        "5555550123", country_code="1", code="4821", redial_count=2, redial_interval=60
     )
     assert await session.wait() is SessionState.EXHAUSTED
     assert anyio.current_time() - start == pytest.approx(180)
@@ -191,7 +191,7 @@ async def test_verify_after_call_k_stops_redials(
     """A verify after call k makes the session VERIFIED and no further call is placed."""
     start = anyio.current_time()
     session = await scheduler.schedule(
-        "5555550123", country_code="4821", code="4821", redial_count=2, redial_interval=60
+        "5555550123", country_code="1", code="4821", redial_count=2, redial_interval=60
     )
     await anyio.sleep(60 * (after_call - 1) + 30)
     assert len(service.calls) == after_call
@@ -209,7 +209,7 @@ async def test_verify_after_exhausted(
     scheduler: ConfirmationScheduler, service: FakeService
 ) -> None:
     """A right code after EXHAUSTED still makes the session VERIFIED."""
-    session = await scheduler.schedule("5555550123", country_code="4821", code="4821")
+    session = await scheduler.schedule("5555550123", country_code="1", code="4821")
     assert await session.wait() is SessionState.EXHAUSTED
     assert await scheduler.get(session.id) is session
     assert (await session.verify("4821")).verified
@@ -222,7 +222,7 @@ async def test_wrong_codes_do_not_stop_redials(
     """A wrong code is a result; redials go on at their times."""
     start = anyio.current_time()
     session = await scheduler.schedule(
-        "5555550123", country_code="4821", code="4821", redial_count=1, redial_interval=60
+        "5555550123", country_code="1", code="4821", redial_count=1, redial_interval=60
     )
     await anyio.sleep(10)
     result = await session.verify("0000")
@@ -239,7 +239,7 @@ async def test_invalid_status_counts_as_an_attempt(
     service.script = {1: "invalid"}
     start = anyio.current_time()
     session = await scheduler.schedule(
-        "5555550123", country_code="4821", code="4821", redial_count=1, redial_interval=45
+        "5555550123", country_code="1", code="4821", redial_count=1, redial_interval=45
     )
     assert await session.wait() is SessionState.EXHAUSTED
     assert service.call_times(start) == [0.0, 45.0]
@@ -253,7 +253,7 @@ async def test_unknown_outcome_counts_and_is_not_resent(
     service.script = {1: "lost"}
     start = anyio.current_time()
     session = await scheduler.schedule(
-        "5555550123", country_code="4821", code="4821", redial_count=1, redial_interval=60
+        "5555550123", country_code="1", code="4821", redial_count=1, redial_interval=60
     )
     assert await session.wait() is SessionState.EXHAUSTED
     assert service.call_times(start) == [0.0, 60.0]
@@ -268,7 +268,7 @@ async def test_transient_failure_retried_without_a_redial(
     service.script = {1: "refused", 2: "refused"}
     start = anyio.current_time()
     session = await scheduler.schedule(
-        "5555550123", country_code="4821", code="4821", redial_count=1, redial_interval=60
+        "5555550123", country_code="1", code="4821", redial_count=1, redial_interval=60
     )
     assert await session.wait() is SessionState.EXHAUSTED
     times = service.call_times(start)
@@ -281,7 +281,7 @@ async def test_permanent_failure(scheduler: ConfirmationScheduler, service: Fake
     """A permanent error makes the session FAILED with the exception kept; no redial."""
     service.script = {1: "auth"}
     session = await scheduler.schedule(
-        "5555550123", country_code="4821", code="4821", redial_count=3, redial_interval=60
+        "5555550123", country_code="1", code="4821", redial_count=3, redial_interval=60
     )
     assert await session.wait() is SessionState.FAILED
     assert isinstance(session.error, AuthenticationError)
@@ -292,7 +292,7 @@ async def test_permanent_failure(scheduler: ConfirmationScheduler, service: Fake
 async def test_cancel(scheduler: ConfirmationScheduler, service: FakeService) -> None:
     """cancel() drops pending calls."""
     session = await scheduler.schedule(
-        "5555550123", country_code="4821", code="4821", redial_count=3, redial_interval=60
+        "5555550123", country_code="1", code="4821", redial_count=3, redial_interval=60
     )
     await anyio.sleep(30)
     await session.cancel()
@@ -311,10 +311,10 @@ async def test_cancel_right_after_schedule(
     on, and a session cancelled that early sends nothing; it used to fail its task group."""
     cancelled = []
     for i in range(20):
-        session = await scheduler.schedule(f"55555501{i:02d}", country_code="4821", code="4821")
+        session = await scheduler.schedule(f"55555501{i:02d}", country_code="1", code="4821")
         await session.cancel()
         cancelled.append(session)
-    later = await scheduler.schedule("5555550199", country_code="4821", code="4821")
+    later = await scheduler.schedule("5555550199", country_code="1", code="4821")
     with anyio.fail_after(60):  # virtual time: a broken scheduler never calls
         assert await later.wait_called()
     assert all(session.state is SessionState.CANCELLED for session in cancelled)
@@ -326,7 +326,7 @@ async def test_cancel_right_after_schedule(
 async def test_verify_before_any_call(scheduler: ConfirmationScheduler) -> None:
     """Verifying a session that has not called yet is a clear ValidationError."""
     session = await scheduler.schedule(
-        "5555550123", country_code="4821", code="4821", call_place_time=60
+        "5555550123", country_code="1", code="4821", call_place_time=60
     )
     with pytest.raises(ValidationError, match="no call has been placed"):
         await session.verify("4821")
@@ -339,7 +339,7 @@ async def test_get_finds_live_sessions_and_forgets_after_retain(service: FakeSer
         "k", "d.example", base_url="http://s.test/services", http_client=http
     )
     async with http, client, client.scheduler(retain=100) as scheduler:
-        session = await scheduler.schedule("5555550123", country_code="4821", code="4821")
+        session = await scheduler.schedule("5555550123", country_code="1", code="4821")
         assert await scheduler.get(session.id) is session
         assert await scheduler.get("no-such-id") is None
         await settle()
@@ -362,10 +362,10 @@ async def test_leaving_the_block_cancels_everything(service: FakeService) -> Non
     async with http, client:
         async with client.scheduler() as scheduler:
             later = await scheduler.schedule(
-                "5555550123", country_code="4821", code="4821", call_place_time=3600
+                "5555550123", country_code="1", code="4821", call_place_time=3600
             )
             redialing = await scheduler.schedule(
-                "5555550124", country_code="4821", code="4821", redial_count=5, redial_interval=10
+                "5555550124", country_code="1", code="4821", redial_count=5, redial_interval=10
             )
             await settle()
         assert later.state is SessionState.CANCELLED
@@ -373,7 +373,7 @@ async def test_leaving_the_block_cancels_everything(service: FakeService) -> Non
         await anyio.sleep(7200)
         assert len(service.calls) == 1  # only the one placed before closing
         with pytest.raises(RuntimeError, match="not open"):
-            await scheduler.schedule("5555550123", country_code="4821", code="4821")
+            await scheduler.schedule("5555550123", country_code="1", code="4821")
 
 
 async def test_many_sessions_share_one_timer_task(
@@ -383,7 +383,7 @@ async def test_many_sessions_share_one_timer_task(
     start = anyio.current_time()
     for i in range(1000):
         await scheduler.schedule(
-            f"55555{i:05d}", country_code="4821", code="4821", call_place_time=float(1000 - i)
+            f"55555{i:05d}", country_code="1", code="4821", call_place_time=float(1000 - i)
         )
     await anyio.sleep(1001)
     times = sorted(service.call_times(start))
@@ -398,7 +398,7 @@ async def test_retain_counts_from_the_last_finish(service: FakeService) -> None:
     )
     async with http, client, client.scheduler(retain=100) as scheduler:
         session = await scheduler.schedule(
-            "5555550123", country_code="4821", code="4821", redial_interval=10
+            "5555550123", country_code="1", code="4821", redial_interval=10
         )
         assert await session.wait() is SessionState.EXHAUSTED
         await anyio.sleep(50)
@@ -425,7 +425,7 @@ async def test_verify_while_a_redial_is_in_flight(service: FakeService) -> None:
     async with http, client, client.scheduler() as scheduler:
         start = anyio.current_time()
         session = await scheduler.schedule(
-            "5555550123", country_code="4821", code="4821", redial_count=2, redial_interval=60
+            "5555550123", country_code="1", code="4821", redial_count=2, redial_interval=60
         )
         await anyio.sleep(65)
         assert session.state is SessionState.CALLING
@@ -441,11 +441,11 @@ async def test_wait_called(scheduler: ConfirmationScheduler, service: FakeServic
     """wait_called returns once the first call is in, or False if it never happens."""
     start = anyio.current_time()
     session = await scheduler.schedule(
-        "5555550123", country_code="4821", code="4821", call_place_time=30
+        "5555550123", country_code="1", code="4821", call_place_time=30
     )
     assert await session.wait_called() is True
     assert anyio.current_time() - start == pytest.approx(30)
-    never = await scheduler.schedule("5555550124", country_code="4821", code="4821", call_place_time=60)
+    never = await scheduler.schedule("5555550124", country_code="1", code="4821", call_place_time=60)
     async with anyio.create_task_group() as tg:
         tg.start_soon(never.cancel)
         assert await never.wait_called() is False

@@ -21,7 +21,7 @@ async def test_person_answers_second_call(make_emulator: EmulatorFactory) -> Non
         client.scheduler() as scheduler,
     ):
         session = await scheduler.schedule(
-            "5555550123", country_code="4821", code="7391", redial_count=3, redial_interval=INTERVAL
+            "5555550123", country_code="1", code="7391", redial_count=3, redial_interval=INTERVAL
         )
         assert await anyio.to_thread.run_sync(emulator.wait_for_calls, 2, 10.0)
         # The 2nd call's answer may still be on its way: verify checks the latest answered
@@ -47,7 +47,7 @@ async def test_nobody_answers(make_emulator: EmulatorFactory) -> None:
         client.scheduler() as scheduler,
     ):
         session = await scheduler.schedule(
-            "5555550123", country_code="4821", code="4821", redial_count=2, redial_interval=INTERVAL
+            "5555550123", country_code="1", code="4821", redial_count=2, redial_interval=INTERVAL
         )
         with anyio.fail_after(10):
             assert await session.wait() is SessionState.EXHAUSTED
@@ -66,7 +66,7 @@ async def test_lost_answer_is_not_redialled_early(make_emulator: EmulatorFactory
         client.scheduler() as scheduler,
     ):
         session = await scheduler.schedule(
-            "5555550123", country_code="4821", code="4821", redial_count=1, redial_interval=INTERVAL
+            "5555550123", country_code="1", code="4821", redial_count=1, redial_interval=INTERVAL
         )
         with anyio.fail_after(10):
             assert await session.wait() is SessionState.EXHAUSTED
