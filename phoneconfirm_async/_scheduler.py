@@ -10,7 +10,6 @@ stays in this process, on ``anyio.current_time()`` (trio's ``MockClock`` drives 
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import secrets
 import time
 from collections.abc import AsyncIterator, Callable
@@ -351,12 +350,11 @@ class _Desk:
             if taken is not None and taken.state not in CHECKABLE_STATES:
                 taken = None
         else:
+            # A snapshot with the count this check took (the lock rule reads it); a
+            # durable store's is the session as it is now.
             taken = await store.take_attempt(session.id, store.now())
-            if taken is not None:
+            if taken is not None and store.durable:
                 self.book.see(taken)
-                # A snapshot: the memory store's record is live, and the lock rule reads
-                # the count this check took.
-                taken = dataclasses.replace(taken)
         if taken is not None:
             return taken
         await self.refresh(session)

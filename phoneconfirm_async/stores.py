@@ -5,8 +5,10 @@
 - ``SessionStore``, the protocol a store implements, with ``SessionRecord``,
   ``SessionState``, ``Claimed``, ``Renewed`` and ``ChangeHook``;
 - the rules every store applies to its records, the same everywhere: ``settle_due`` (a
-  pass over due rows), ``may_finish`` and ``end`` (final states), ``holds``, ``release``,
-  ``answered`` and ``next_call_due`` (a claimed call's life).
+  pass over due rows, ``Settled``), ``may_finish`` and ``end`` (final states), ``holds``,
+  ``release``, ``answered``, ``next_call_due`` and ``code_expiry`` (a claimed call's
+  life), ``may_check`` (a verification attempt), and ``Quota``, ``Throttled`` and
+  ``counter_key`` (the throttles ``add`` counts, as keyed hashes).
 
 To keep sessions somewhere else (Redis, DynamoDB, ...) implement ``SessionStore`` with
 these rules and check it with ``phoneconfirm_async.testing.StoreContract``; the how-to
@@ -19,13 +21,21 @@ from phoneconfirm_async._stores._protocol import ChangeHook as ChangeHook
 from phoneconfirm_async._stores._protocol import Claimed as Claimed
 from phoneconfirm_async._stores._protocol import Renewed as Renewed
 from phoneconfirm_async._stores._protocol import SessionStore as SessionStore
+from phoneconfirm_async._stores._rules import CHECKABLE_STATES as CHECKABLE_STATES
 from phoneconfirm_async._stores._rules import CLOSED_STATES as CLOSED_STATES
 from phoneconfirm_async._stores._rules import FINAL_STATES as FINAL_STATES
+from phoneconfirm_async._stores._rules import SPEND_WINDOW as SPEND_WINDOW
+from phoneconfirm_async._stores._rules import Quota as Quota
 from phoneconfirm_async._stores._rules import SessionRecord as SessionRecord
 from phoneconfirm_async._stores._rules import SessionState as SessionState
+from phoneconfirm_async._stores._rules import Settled as Settled
+from phoneconfirm_async._stores._rules import Throttled as Throttled
 from phoneconfirm_async._stores._rules import answered as answered
+from phoneconfirm_async._stores._rules import code_expiry as code_expiry
+from phoneconfirm_async._stores._rules import counter_key as counter_key
 from phoneconfirm_async._stores._rules import end as end
 from phoneconfirm_async._stores._rules import holds as holds
+from phoneconfirm_async._stores._rules import may_check as may_check
 from phoneconfirm_async._stores._rules import may_finish as may_finish
 from phoneconfirm_async._stores._rules import next_call_due as next_call_due
 from phoneconfirm_async._stores._rules import release as release
@@ -34,20 +44,28 @@ from phoneconfirm_async._stores._sqlite import SQLiteStore as SQLiteStore
 from phoneconfirm_async._stores._url import store_from_url as store_from_url
 
 __all__ = [
+    "CHECKABLE_STATES",
     "CLOSED_STATES",
     "FINAL_STATES",
+    "SPEND_WINDOW",
     "ChangeHook",
     "Claimed",
     "MemoryStore",
     "PostgresStore",
+    "Quota",
     "Renewed",
     "SQLiteStore",
     "SessionRecord",
     "SessionState",
     "SessionStore",
+    "Settled",
+    "Throttled",
     "answered",
+    "code_expiry",
+    "counter_key",
     "end",
     "holds",
+    "may_check",
     "may_finish",
     "next_call_due",
     "release",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import heapq
 import itertools
 import secrets
@@ -206,7 +207,7 @@ class MemoryStore:
         if record is None or not may_check(record, now):
             return None
         record.verify_attempts += 1
-        return record
+        return dataclasses.replace(record)  # a snapshot: the count this check took
 
     async def return_attempt(self, session_id: str) -> None:
         record = self._records.get(session_id)

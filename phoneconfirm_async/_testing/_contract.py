@@ -3,42 +3,20 @@
 from __future__ import annotations
 
 import contextlib
-import inspect
-import secrets
-from collections.abc import Awaitable, Callable, Iterator
-from typing import Any, ClassVar, TypeVar
 
 import anyio
 import anyio.lowlevel
 import pytest
 
 from phoneconfirm_async._errors import ApiError
-from phoneconfirm_async._models import PlaceCallRequest, PlaceCallResult
+from phoneconfirm_async._models import PlaceCallRequest
 from phoneconfirm_async._stores._protocol import SessionStore
 from phoneconfirm_async._stores._rules import SessionRecord, SessionState
-
-_T = TypeVar("_T")
-PHONE = "5555550123"
-CODE = "4821"
+from phoneconfirm_async._testing._contract_base import CODE, PHONE, ignore, result
+from phoneconfirm_async._testing._contract_policy import PolicyContract
 
 
-def _ignore(session_id: str) -> None:
-    pass
-
-
-def _result(number: str) -> PlaceCallResult:
-    fields = {
-        "status": "valid",
-        "error": 0,
-        "message": None,
-        "transaction_number": number,
-        "duration": 1.5,
-    }
-    result: PlaceCallResult = PlaceCallResult.from_fields(fields)
-    return result
-
-
-class StoreContract:
+class StoreContract(PolicyContract):
     """Tests every ``SessionStore`` must pass: subclass it in your test suite.
 
         class TestRedisStore(StoreContract):
@@ -63,72 +41,9 @@ class StoreContract:
     time to pass on it with bounded polling, never a fixed sleep.
     """
 
-    pytestmark: ClassVar[Any] = pytest.mark.anyio
-    #: Seconds a finished session is retained in ``test_retained_sessions_are_forgotten``.
-    retain_for: ClassVar[float] = 0.3
-    #: The longest any one test waits for a store (a lease, a poll, ``retain_for``).
-    patience: ClassVar[float] = 20.0
-
-    @pytest.fixture(params=["asyncio", "trio"])
-    def anyio_backend(self, request: pytest.FixtureRequest) -> str:
-        return str(request.param)
-
-    @pytest.fixture
-    def store(self) -> SessionStore:
-        pytest.fail("a StoreContract subclass defines the fixture 'store'")
-
-    @pytest.fixture
-    def peer(
-        self, store: SessionStore, request: pytest.FixtureRequest
-    ) -> Iterator[SessionStore | None]:
-        """A second store object on ``store``'s backing store, as another process would
-        open it: the ``store`` fixture's function called again with the same fixture
-        values (the same file, table or client). None for a store that is not durable."""
-        if not store.durable:
-            yield None
-            return
-        make = getattr(type(self).store, "__wrapped__", None)
-        if make is None or inspect.iscoroutinefunction(make):
-            pytest.fail("define the fixture 'peer': a second store on the same backing store")
-        names = list(inspect.signature(make).parameters)[1:]  # after self
-        made = make(self, **{name: request.getfixturevalue(name) for name in names})
-        if inspect.isgenerator(made):  # a fixture that yields its store, then cleans up
-            yield next(made)  # type: ignore[misc]
-            next(made, None)
-        else:
-            yield made
-
-    # -- helpers ----------------------------------------------------------------------------
-    @staticmethod
-    def record(
-        store: SessionStore, *, due_in: float = 0.0, redial_count: int = 1, interval: float = 60
-    ) -> SessionRecord:
-        """A new SCHEDULED session due ``due_in`` seconds from now on the store's clock."""
-        return SessionRecord(
-            id=secrets.token_urlsafe(12),
-            request=PlaceCallRequest(PHONE, "1", CODE),
-            redial_count=redial_count,
-            redial_interval=interval,
-            state=SessionState.SCHEDULED,
-            due=store.now() + due_in,
-        )
-
-    async def until(self, look: Callable[[], Awaitable[_T | None]]) -> _T:
-        """Poll ``look`` until it gives something (bounded by ``patience``)."""
-        with anyio.fail_after(self.patience):
-            while True:
-                found = await look()
-                if found is not None:
-                    return found
-                await anyio.sleep(0.02)
-
-    @staticmethod
-    async def claim_all(store: SessionStore, limit: int = 100) -> list[SessionRecord]:
-        return (await store.claim(store.now(), limit)).calls
-
     # -- the protocol -----------------------------------------------------------------------
     async def test_a_session_reads_back_as_it_was_added(self, store: SessionStore) -> None:
-        async with store.open(retain=60, on_change=_ignore):
+        async with store.open(retain=60, on_change=ignore):
             record = self.record(store, due_in=3600, redial_count=2, interval=45)
             await store.add(record)
             loaded = await store.load(record.id)
@@ -147,7 +62,7 @@ class StoreContract:
     async def test_a_claim_takes_due_calls_only_and_at_most_limit(
         self, store: SessionStore
     ) -> None:
-        async with store.open(retain=60, on_change=_ignore):
+        async with store.open(retain=60, on_change=ignore):
             due = [self.record(store) for _ in range(3)]
             later = self.record(store, due_in=3600)
             for record in (*due, later):
@@ -169,7 +84,7 @@ class StoreContract:
     async def test_a_call_is_not_claimed_again_while_its_claim_holds(
         self, store: SessionStore
     ) -> None:
-        async with store.open(retain=60, on_change=_ignore):
+        async with store.open(retain=60, on_change=ignore):
             record = self.record(store)
             await store.add(record)
             (claim,) = await self.claim_all(store)
@@ -184,11 +99,11 @@ class StoreContract:
     async def test_two_store_objects_never_claim_one_call(
         self, store: SessionStore, peer: SessionStore | None
     ) -> None:
-        async with store.open(retain=60, on_change=_ignore):
+        async with store.open(retain=60, on_change=ignore):
             if peer is None:  # one process: two claimers on one store object
                 await self._claim_race(store, store)
             else:
-                async with peer.open(retain=60, on_change=_ignore):
+                async with peer.open(retain=60, on_change=ignore):
                     await self._claim_race(store, peer)
 
     async def _claim_race(self, one: SessionStore, other: SessionStore) -> None:
@@ -215,7 +130,7 @@ class StoreContract:
     async def test_a_dead_claim_is_settled_once_with_its_call_counted(
         self, store: SessionStore, peer: SessionStore | None
     ) -> None:
-        async with store.open(retain=60, on_change=_ignore):
+        async with store.open(retain=60, on_change=ignore):
             record = self.record(store, redial_count=1, interval=0.2)
             await store.add(record)
             (dead,) = await self.claim_all(store)
@@ -226,7 +141,7 @@ class StoreContract:
             other = peer if peer is not None else store
             async with contextlib.AsyncExitStack() as stack:
                 if peer is not None:
-                    await stack.enter_async_context(peer.open(retain=60, on_change=_ignore))
+                    await stack.enter_async_context(peer.open(retain=60, on_change=ignore))
                 seen: list[SessionRecord] = []
 
                 async def settled() -> SessionRecord | None:
@@ -241,7 +156,7 @@ class StoreContract:
             assert changes[0].calls_made == 1 or changes[0].state is SessionState.CALLING
             assert redial.state is SessionState.CALLING
             # The dead claim's answer no longer moves the session; it is kept.
-            assert await store.record_call(dead, _result("late"), store.now()) is None
+            assert await store.record_call(dead, result("late"), store.now()) is None
             current = await store.load(record.id)
             assert current is not None
             assert current.calls_made == 2
@@ -250,11 +165,11 @@ class StoreContract:
     async def test_an_answered_call_waits_for_the_code_then_redials(
         self, store: SessionStore
     ) -> None:
-        async with store.open(retain=60, on_change=_ignore):
+        async with store.open(retain=60, on_change=ignore):
             record = self.record(store, redial_count=1, interval=3600)
             await store.add(record)
             (claim,) = await self.claim_all(store)
-            updated = await store.record_call(claim, _result("t1"), store.now())
+            updated = await store.record_call(claim, result("t1"), store.now())
             assert updated is not None
             assert updated.state is SessionState.AWAITING_CODE
             assert [a.transaction_number for a in updated.attempts] == ["t1"]
@@ -262,7 +177,7 @@ class StoreContract:
             assert await self.claim_all(store) == []
 
     async def test_an_unsent_call_goes_back_uncounted(self, store: SessionStore) -> None:
-        async with store.open(retain=60, on_change=_ignore):
+        async with store.open(retain=60, on_change=ignore):
             record = self.record(store)
             await store.add(record)
             (claim,) = await self.claim_all(store)
@@ -274,7 +189,7 @@ class StoreContract:
             assert again.calls_made == 1
 
     async def test_a_renewal_says_which_claims_still_hold(self, store: SessionStore) -> None:
-        async with store.open(retain=60, on_change=_ignore):
+        async with store.open(retain=60, on_change=ignore):
             kept, cancelled = self.record(store), self.record(store)
             await store.add(kept)
             await store.add(cancelled)
@@ -285,7 +200,7 @@ class StoreContract:
             assert renewed.ids == {kept.id}
 
     async def test_finish_obeys_the_rules(self, store: SessionStore) -> None:
-        async with store.open(retain=60, on_change=_ignore):
+        async with store.open(retain=60, on_change=ignore):
             now = store.now
             verified = self.record(store)
             await store.add(verified)
@@ -319,11 +234,11 @@ class StoreContract:
             assert await store.finish(failing.id, SessionState.CANCELLED, now()) is None
 
     async def test_an_exhausted_session_can_still_be_verified(self, store: SessionStore) -> None:
-        async with store.open(retain=60, on_change=_ignore):
+        async with store.open(retain=60, on_change=ignore):
             record = self.record(store, redial_count=0, interval=0.05)
             await store.add(record)
             (claim,) = await self.claim_all(store)
-            await store.record_call(claim, _result("t1"), store.now())
+            await store.record_call(claim, result("t1"), store.now())
 
             async def exhausted() -> SessionRecord | None:
                 claimed = await store.claim(store.now(), 100)
@@ -337,7 +252,7 @@ class StoreContract:
             assert verified.state is SessionState.VERIFIED
 
     async def test_phone_and_code_are_erased_at_a_final_state(self, store: SessionStore) -> None:
-        async with store.open(retain=60, on_change=_ignore):
+        async with store.open(retain=60, on_change=ignore):
             for state in (SessionState.CANCELLED, SessionState.VERIFIED):
                 record = self.record(store)
                 await store.add(record)
@@ -351,7 +266,7 @@ class StoreContract:
                 assert CODE not in repr(loaded)
 
     async def test_retained_sessions_are_forgotten(self, store: SessionStore) -> None:
-        async with store.open(retain=self.retain_for, on_change=_ignore):
+        async with store.open(retain=self.retain_for, on_change=ignore):
             record = self.record(store)
             await store.add(record)
             await store.finish(record.id, SessionState.CANCELLED, store.now())
@@ -364,7 +279,7 @@ class StoreContract:
             await self.until(gone)
 
     async def test_a_wake_ends_a_wait(self, store: SessionStore) -> None:
-        async with store.open(retain=60, on_change=_ignore):
+        async with store.open(retain=60, on_change=ignore):
             await store.claim(store.now(), 100)
             with anyio.fail_after(self.patience):
                 async with anyio.create_task_group() as tasks:

@@ -35,6 +35,11 @@ class EmulatorBase:
         """How many requests reached the two service endpoints, rejected ones included."""
         return self._state.request_count
 
+    @property
+    def verification_count(self) -> int:
+        """How many codes were checked (verifycode requests that reached the check)."""
+        return self._state.verification_count
+
     def wait_for_requests(self, count: int, timeout: float | None = None) -> bool:
         """Block until ``count`` requests have arrived (for tests: no polling, no sleeps)."""
         return self._state.wait_for_requests(count, timeout)

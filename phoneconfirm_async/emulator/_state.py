@@ -44,6 +44,7 @@ class EmulatorState:
         self._calls: list[CallRecord] = []
         self._transactions: dict[str, _Transaction] = {}
         self._requests = 0
+        self._verifications = 0
         self._faults: list[Fault] = []
         self._next_tx = 0
         # The prefix makes transaction numbers of two emulator runs differ, yet stay digits.
@@ -90,6 +91,7 @@ class EmulatorState:
     def verify(self, transaction_number: str, code: str) -> bool | None:
         """Check a code: True if it matches, False if not, None if the transaction is unknown."""
         with self.lock:
+            self._verifications += 1
             tx = self._transactions.get(transaction_number)
             if tx is None:
                 return None
@@ -112,6 +114,11 @@ class EmulatorState:
     def request_count(self) -> int:
         with self.lock:
             return self._requests
+
+    @property
+    def verification_count(self) -> int:
+        with self.lock:
+            return self._verifications
 
     def wait_for_requests(self, count: int, timeout: float | None) -> bool:
         """Block until ``count`` requests have arrived; False if the timeout struck first."""

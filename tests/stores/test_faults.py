@@ -44,6 +44,7 @@ from phoneconfirm_async import (
     SessionState,
     StoreError,
     ValidationError,
+    VerificationClosedError,
     store_from_url,
 )
 from phoneconfirm_async.emulator import Emulator
@@ -114,6 +115,8 @@ class Run:
             return False
         except ValidationError:
             return False  # no answered call recorded yet
+        except VerificationClosedError:
+            pass  # cancelled, or verified already: its state says which
         state = self.sessions[phone].state
         if state in (SessionState.VERIFIED, SessionState.CANCELLED):
             self.ended.setdefault(phone, time.time())
