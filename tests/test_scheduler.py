@@ -445,7 +445,9 @@ async def test_wait_called(scheduler: ConfirmationScheduler, service: FakeServic
     )
     assert await session.wait_called() is True
     assert anyio.current_time() - start == pytest.approx(30)
-    never = await scheduler.schedule("5555550124", country_code="1", code="4821", call_place_time=60)
+    never = await scheduler.schedule(
+        "5555550124", country_code="1", code="4821", call_place_time=60
+    )
     async with anyio.create_task_group() as tg:
         tg.start_soon(never.cancel)
         assert await never.wait_called() is False

@@ -1,13 +1,16 @@
-"""``StoreContract`` on the project's three stores, and on two broken ones it must fail."""
+"""``StoreContract`` on the project's three stores, and on broken ones it must fail."""
 
 from __future__ import annotations
 
+import dataclasses
 import secrets
 import tempfile
 import textwrap
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 from pathlib import Path
 
+import anyio
+import anyio.lowlevel
 import pytest
 
 from phoneconfirm_async import PhoneConfirmError
@@ -15,10 +18,12 @@ from phoneconfirm_async.stores import (
     Claimed,
     MemoryStore,
     PostgresStore,
+    Quota,
     SessionRecord,
     SessionState,
     SessionStore,
     SQLiteStore,
+    Throttled,
     end,
 )
 from phoneconfirm_async.testing import StoreContract
@@ -60,8 +65,15 @@ class ClaimsTwice(MemoryStore):
         super().__init__()
         self.handed: list[SessionRecord] = []
 
-    async def claim(self, now: float, limit: int, *, exclude: Collection[str] = ()) -> Claimed:
-        claimed = await super().claim(now, limit, exclude=exclude)
+    async def claim(
+        self,
+        now: float,
+        limit: int,
+        *,
+        exclude: Collection[str] = (),
+        calls_per_hour: int | None = None,
+    ) -> Claimed:
+        claimed = await super().claim(now, limit, exclude=exclude, calls_per_hour=calls_per_hour)
         again = [r for r in self.handed if r.state is SessionState.CALLING][:limit]
         self.handed = claimed.calls
         return claimed._replace(calls=claimed.calls + again)
@@ -86,6 +98,39 @@ class IgnoresFinishRules(MemoryStore):
         return record
 
 
+class IgnoresAttemptLimit(MemoryStore):
+    """Broken: takes a verification attempt whatever the count (a guesser is never
+    stopped)."""
+
+    async def take_attempt(self, session_id: str, now: float) -> SessionRecord | None:
+        record = await self.load(session_id)
+        if record is None:
+            return None
+        record.verify_attempts += 1
+        return dataclasses.replace(record)
+
+
+class RacyQuotas(MemoryStore):
+    """Broken: reads a quota's count, then counts and adds in a second step (as a store
+    that reads and writes back outside one transaction would)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.counted: dict[str, int] = {}
+
+    async def add(
+        self, record: SessionRecord, *, quotas: Sequence[Quota] = ()
+    ) -> Throttled | None:
+        counters = [quota for quota in quotas if quota.value is not None]
+        for quota in counters:
+            if self.counted.get(str(quota.value), 0) >= quota.most:
+                return Throttled(quota.limit, quota.window)
+        await anyio.lowlevel.checkpoint()  # another add reads the same count meanwhile
+        for quota in counters:
+            self.counted[str(quota.value)] = self.counted.get(str(quota.value), 0) + 1
+        return await super().add(record)
+
+
 class FreshFileStore(SQLiteStore):
     """Broken as a contract fixture: every object on a file of its own, so a second
     object is not another process on the same store (the check would prove nothing)."""
@@ -107,6 +152,14 @@ class FreshFileStore(SQLiteStore):
         ),
         ("IgnoresFinishRules", {"test_finish_obeys_the_rules"}),
         ("FreshFileStore", {"test_two_store_objects_never_claim_one_call"}),
+        (
+            "IgnoresAttemptLimit",
+            {
+                "test_attempts_are_taken_up_to_the_limit_and_given_back",
+                "test_two_store_objects_never_take_more_attempts_than_the_limit",
+            },
+        ),
+        ("RacyQuotas", {"test_two_store_objects_never_start_more_sessions_than_a_quota"}),
     ],
 )
 def test_the_contract_fails_a_broken_store(
