@@ -165,10 +165,7 @@ class Driver:
                         now, free, exclude=in_flight.keys(), calls_per_hour=self.calls_per_hour
                     )
                     if len(claimed.calls) < free:
-                        until = await store.next_due()
-                        if claimed.capped is not None and until is not None:
-                            # Calls held back by the spend cap: none before it frees one.
-                            until = max(until, claimed.capped)
+                        until = await store.next_due()  # held-back calls: when the cap frees
                     else:
                         self._starved = True  # more may be due: claim again as slots free
                 except StoreError as exc:

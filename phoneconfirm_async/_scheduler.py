@@ -25,6 +25,7 @@ from phoneconfirm_async._engine import RequestEngine
 from phoneconfirm_async._errors import (
     ConfigurationError,
     ThrottledError,
+    TransportError,
     ValidationError,
     VerificationClosedError,
 )
@@ -315,18 +316,23 @@ class _Desk:
         self.scheduler._require_open()
         with self.observer.operation("verify", self.book.record_of(session)) as span:
             record = await self._attempt(session, span)
-            sent = False
+            tries = 0
 
             async def fence() -> None:
-                nonlocal sent
-                sent = True  # from here the code may reach the service: the attempt is used
+                nonlocal tries
+                tries += 1  # a request is about to leave: it may reach the service
 
             try:
                 request = VerifyRequest(latest_transaction(record.attempts), code)
                 result = await self.scheduler.client.verify(request, fence=fence)
-            except BaseException:
-                if not sent and self.scheduler.policy is not None:
-                    with anyio.CancelScope(shield=True):  # never sent: not a guess
+            except BaseException as exc:
+                # Given back only when no request left: none was tried, or the only one
+                # never reached the service (it could not connect).
+                unsent = tries == 0 or (
+                    tries == 1 and isinstance(exc, TransportError) and not exc.sent
+                )
+                if unsent and self.scheduler.policy is not None:
+                    with anyio.CancelScope(shield=True):
                         await self.store.return_attempt(session.id)
                 raise
             if result.verified:

@@ -7,8 +7,9 @@
 - the rules every store applies to its records, the same everywhere: ``settle_due`` (a
   pass over due rows, ``Settled``), ``may_finish`` and ``end`` (final states), ``holds``,
   ``release``, ``answered``, ``next_call_due`` and ``code_expiry`` (a claimed call's
-  life), ``may_check`` (a verification attempt), and ``Quota``, ``Throttled`` and
-  ``counter_key`` (the throttles ``add`` counts, as keyed hashes).
+  life), ``may_check`` (a verification attempt), ``held_back`` (the spend cap), and
+  ``Quota``, ``Throttled`` and ``counter_key`` (the throttles ``add`` counts, as keyed
+  hashes).
 
 To keep sessions somewhere else (Redis, DynamoDB, ...) implement ``SessionStore`` with
 these rules and check it with ``phoneconfirm_async.testing.StoreContract``; the how-to
@@ -34,6 +35,7 @@ from phoneconfirm_async._stores._rules import answered as answered
 from phoneconfirm_async._stores._rules import code_expiry as code_expiry
 from phoneconfirm_async._stores._rules import counter_key as counter_key
 from phoneconfirm_async._stores._rules import end as end
+from phoneconfirm_async._stores._rules import held_back as held_back
 from phoneconfirm_async._stores._rules import holds as holds
 from phoneconfirm_async._stores._rules import may_check as may_check
 from phoneconfirm_async._stores._rules import may_finish as may_finish
@@ -64,6 +66,7 @@ __all__ = [
     "code_expiry",
     "counter_key",
     "end",
+    "held_back",
     "holds",
     "may_check",
     "may_finish",

@@ -26,6 +26,7 @@ from phoneconfirm_async._stores._rules import (
     answered,
     counter_key,
     end,
+    held_back,
     holds,
     may_check,
     may_finish,
@@ -145,6 +146,7 @@ class MemoryStore:
         if calls_per_hour is not None:
             free = calls_per_hour - len(self._live_calls(now))
         later: list[SessionRecord] = []  # due again now: pushed back after this pass
+        held: list[SessionRecord] = []  # calls the spend cap held back
         while heap and heap[0][0] <= now and len(claimed.calls) < limit:
             due, _, record = heapq.heappop(heap)
             if due != record.due or record.id not in self._records:
@@ -160,14 +162,19 @@ class MemoryStore:
                     self._calls.append((now + SPEND_WINDOW, record.id, record.claimed_at))
             elif outcome is Settled.CHANGED:
                 claimed.changed.append(record)
-            if record.due != float("inf"):
-                later.append(record)
-        for record in later:
-            self._push(record)
+            (held if held_back(record, outcome, now) else later).append(record)
         if calls_per_hour is not None and free <= 0:
+            # The held-back calls fall due when the cap frees one: its calls_per_hour-th
+            # newest call leaves the trailing hour.
             calls = sorted(until for until, _, _ in self._calls)
             frees = calls[len(calls) - calls_per_hour] if len(calls) >= calls_per_hour else now
             claimed = claimed._replace(capped=frees)
+            for record in held:
+                record.due = frees
+            later += held
+        for record in later:
+            if record.due != float("inf"):
+                self._push(record)
         return claimed
 
     async def renew(self, records: Collection[SessionRecord], now: float) -> Renewed:

@@ -67,6 +67,7 @@ __all__ = [
     "code_expiry",
     "counter_key",
     "end",
+    "held_back",
     "holds",
     "may_check",
     "may_finish",
@@ -264,6 +265,14 @@ def next_call_due(record: SessionRecord, called: float) -> float:
     """When the session's next call is due (or, with none left, when it is EXHAUSTED):
     ``redial_interval`` after its latest call was made at ``called``."""
     return called + record.redial_interval
+
+
+def held_back(record: SessionRecord, outcome: Settled, now: float) -> bool:
+    """Whether the spend cap held ``record``'s due call back in this pass (the store then
+    makes it due when the cap frees a call: ``record.due = Claimed.capped``)."""
+    return outcome is Settled.WAITING or (
+        outcome is Settled.CHANGED and record.state in PENDING_STATES and record.due <= now
+    )
 
 
 def code_expiry(record: SessionRecord, called: float) -> float | None:

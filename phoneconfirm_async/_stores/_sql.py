@@ -36,6 +36,7 @@ from phoneconfirm_async._stores._rules import (
     code_expiry,
     counter_key,
     end,
+    held_back,
     holds,
     may_finish,
     next_call_due,
@@ -54,7 +55,17 @@ class DuePass:
     """One pass over due rows, read in due order: the calls claimed, the sessions changed,
     and the rows to update and delete (written in the pass's transaction)."""
 
-    __slots__ = ("claimed", "deletes", "free", "lease", "limit", "now", "retain", "updates")
+    __slots__ = (
+        "claimed",
+        "deletes",
+        "free",
+        "held",
+        "lease",
+        "limit",
+        "now",
+        "retain",
+        "updates",
+    )
 
     def __init__(
         self,
@@ -74,6 +85,9 @@ class DuePass:
         self.claimed = Claimed([], [])
         self.updates: list[tuple[object, ...]] = []
         self.deletes: list[tuple[str]] = []
+        #: Sessions whose due call the spend cap held back: written once their new due
+        #: (when the cap frees a call) is known.
+        self.held: list[SessionRecord] = []
 
     @staticmethod
     def batch_for(limit: int) -> int:
@@ -95,13 +109,22 @@ class DuePass:
             )
             if outcome is Settled.DELETED:
                 self.deletes.append((record.id,))
-            elif outcome is Settled.CALLED:
+                continue
+            if outcome is Settled.CALLED:
                 self.free -= 1
-                self.updates.append(update_values(record))
                 self.claimed.calls.append(record)
             elif outcome is Settled.CHANGED:
-                self.updates.append(update_values(record))
                 self.claimed.changed.append(record)
+            if held_back(record, outcome, self.now):
+                self.held.append(record)
+            else:
+                self.updates.append(update_values(record))
+
+    def hold(self, until: float) -> None:
+        """The held-back calls fall due when the spend cap frees one, at ``until``."""
+        for record in self.held:
+            record.due = until
+            self.updates.append(update_values(record))
 
 
 class Waker:
@@ -306,10 +329,6 @@ class SQLStore:
             if not self.pages or due.full or len(rows) < rows_per_page:
                 break
             offset += rows_per_page
-        if due.updates:
-            yield Statement("executemany", statements.update, due.updates)
-        if due.deletes:
-            yield Statement("executemany", statements.delete, due.deletes)
         capped = None
         if cap is not None:
             if due.claimed.calls:
@@ -321,6 +340,12 @@ class SQLStore:
             if due.free <= 0:
                 args = ("calls_per_hour", "", due.now, cap - 1)
                 capped = yield Statement("fetchval", statements.newest, args)
+                if capped is not None:
+                    due.hold(capped)
+        if due.updates:
+            yield Statement("executemany", statements.update, due.updates)
+        if due.deletes:
+            yield Statement("executemany", statements.delete, due.deletes)
         if sweep:
             yield Statement("execute", statements.sweep, (due.now,))
         if due.claimed.changed:

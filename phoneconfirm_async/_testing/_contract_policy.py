@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import anyio
 import anyio.lowlevel
+import pytest
 
 from phoneconfirm_async._stores._protocol import SessionStore
 from phoneconfirm_async._stores._rules import Quota, SessionRecord, SessionState, Throttled
@@ -153,11 +154,11 @@ class PolicyContract(ContractBase):
 
     async def test_a_quota_frees_when_its_window_passes(self, store: SessionStore) -> None:
         async with store.open(retain=60, on_change=ignore):
-            quota = Quota("key", "account:42", 1, 0.3)
+            quota = Quota("key", "account:42", 1, 1.5)
             assert await store.add(self.record(store, due_in=3600), quotas=[quota]) is None
             throttled = await store.add(self.record(store, due_in=3600), quotas=[quota])
             assert throttled is not None
-            assert 0 < throttled.retry_after <= 0.3
+            assert 0 < throttled.retry_after <= 1.5
 
             async def admitted() -> bool | None:
                 got = await store.add(self.record(store, due_in=3600), quotas=[quota])
@@ -182,6 +183,7 @@ class PolicyContract(ContractBase):
             loaded = await store.load(waiting.id)
             assert loaded is not None
             assert (loaded.state, loaded.calls_made) == (SessionState.SCHEDULED, 0)
+            assert loaded.due == pytest.approx(held.capped)  # due again when the cap frees
             quota = Quota("calls_per_hour", None, 2, 3600.0)
             throttled = await store.add(self.record(store), quotas=[quota])
             assert throttled is not None

@@ -28,6 +28,7 @@ pytestmark = pytest.mark.anyio
 
 PHONE = "5555550199"
 CODE = "918273"
+KEY = "ip:198.51.100.23"
 #: Short enough that the tests run in a second or two, long enough to order events.
 FAST = {"poll_interval": 0.05}
 
@@ -169,11 +170,14 @@ async def test_a_permanent_error_is_kept_with_its_class_for_every_process(
 async def test_phone_and_code_leave_the_store_at_a_final_state(
     make_store: StoreFactory, emulator: Emulator
 ) -> None:
-    """Kept while calls can still be placed, erased at the end, from the files too."""
+    """Kept while calls can still be placed, erased at the end, from the files too; the
+    throttle counters, which outlive the session, never hold the phone or the key."""
     store = make_store(**FAST)
     async with client_for(emulator) as client:
         async with client.scheduler(store=store, drive=False) as web:
-            session = await web.schedule(PHONE, country_code="1", code=CODE, call_place_time=60)
+            session = await web.schedule(
+                PHONE, country_code="1", code=CODE, call_place_time=60, throttle_key=KEY
+            )
             assert await _stored_secrets(make_store) == {PHONE, CODE}
             await session.cancel()
         async with client.scheduler(store=make_store(**FAST), drive=False) as other:
@@ -193,14 +197,16 @@ async def _stored_secrets(database: StoreFactory) -> set[str]:
     file, WAL, shared memory), or any column of the PostgreSQL table."""
     if database.kind == "sqlite":
         blob = await anyio.to_thread.run_sync(_read_files, database.path)
-        return {secret for secret in (PHONE, CODE) if secret.encode() in blob}
+        return {secret for secret in (PHONE, CODE, KEY) if secret.encode() in blob}
     conn = await asyncpg.connect(database.dsn)
     try:
         rows = await conn.fetch(f'SELECT * FROM "{database.table}"')
+        counters = await conn.fetch(f'SELECT * FROM "{database.table}_throttle"')
+        assert len(counters) == 2  # the phone's and the key's, as keyed hashes
     finally:
         await conn.close()
-    text = repr([dict(row) for row in rows])
-    return {secret for secret in (PHONE, CODE) if secret in text}
+    text = repr([dict(row) for row in [*rows, *counters]])
+    return {secret for secret in (PHONE, CODE, KEY) if secret in text}
 
 
 async def test_a_store_that_fails_later_raises_store_error(
