@@ -4,11 +4,17 @@
         uvicorn examples.web_backend:app --workers 2
 
 - ``POST /confirm`` with ``{"phone": "...", "country_code": "1"}`` starts a session (the
-  server makes up the code; it is spoken by phone, never returned) and answers
-  ``{"id": "...", "state": "scheduled"}``. Keep the id in the user's web session.
+  library draws the code; it is spoken by phone, never returned) and answers
+  ``{"id": "...", "state": "scheduled"}``. Keep the id in the user's web session. Over a
+  throttle of the confirmation policy (three sessions per phone and ten per client
+  address an hour) it answers ``429`` with ``Retry-After``.
 - ``POST /confirm/{id}/verify`` with ``{"code": "..."}`` answers
-  ``{"verified": true|false, "state": "..."}``.
+  ``{"verified": true|false, "state": "...", "attempts_left": n}``; once the session takes
+  no more codes (locked after five wrong ones, expired, verified already) ``409`` with
+  ``{"state": "locked" | "expired" | "verified" | ...}``.
 - ``GET /confirm/{id}`` answers ``{"state": "...", "calls": n}``.
+
+``PHONECONFIRM_COUNTRIES`` (a comma list such as ``1,44``) restricts the countries called.
 
 Sessions live in the store ``PHONECONFIRM_STORE`` names (default
 ``sqlite:///phoneconfirm-sessions.sqlite``, shared by the workers of one host; a
@@ -20,8 +26,8 @@ an ``x-worker-pid`` header, to see the sharing at work.
 
 from __future__ import annotations
 
+import math
 import os
-import secrets
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
@@ -32,11 +38,14 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from phoneconfirm_async import (
+    ConfirmationPolicy,
     ConfirmationScheduler,
     PhoneConfirmClient,
     PhoneConfirmError,
     SessionStore,
+    ThrottledError,
     ValidationError,
+    VerificationClosedError,
     store_from_url,
 )
 
@@ -48,41 +57,59 @@ def store_from_environment() -> SessionStore:
     return store_from_url(os.environ.get("PHONECONFIRM_STORE", DEFAULT_STORE))
 
 
+def policy_from_environment() -> ConfirmationPolicy:
+    """The default policy, with the allow-list of ``PHONECONFIRM_COUNTRIES`` if set."""
+    countries = os.environ.get("PHONECONFIRM_COUNTRIES", "").replace(" ", "")
+    return ConfirmationPolicy(allowed_countries=countries.split(",") if countries else None)
+
+
 def create_app(
     *,
     redial_count: int = 2,
     redial_interval: float = 60.0,
     client_factory: Callable[[], PhoneConfirmClient] = PhoneConfirmClient,
     store_factory: Callable[[], SessionStore] = store_from_environment,
+    policy_factory: Callable[[], ConfirmationPolicy] = policy_from_environment,
 ) -> Starlette:
     """The app; its lifespan owns one client and one scheduler per worker process.
 
     ``client_factory`` makes the client (default: credentials from the environment; a test
-    passes ``EmulatorTransport(...).client`` to run the app without a network), and
-    ``store_factory`` the session store (default: ``PHONECONFIRM_STORE``).
+    passes ``EmulatorTransport(...).client`` to run the app without a network),
+    ``store_factory`` the session store (default: ``PHONECONFIRM_STORE``) and
+    ``policy_factory`` the confirmation policy (default: ``PHONECONFIRM_COUNTRIES``).
     """
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        store = store_factory()
-        async with client_factory() as client, client.scheduler(store=store) as scheduler:
+        store, policy = store_factory(), policy_factory()
+        async with (
+            client_factory() as client,
+            client.scheduler(store=store, policy=policy) as scheduler,
+        ):
             app.state.scheduler = scheduler
             yield
 
     async def start(request: Request) -> JSONResponse:
         scheduler: ConfirmationScheduler = request.app.state.scheduler
         body = await _json(request)
-        code = f"{secrets.randbelow(10**6):06d}"
+        client = request.client.host if request.client else "unknown"
         try:
             session = await scheduler.schedule(
                 str(body.get("phone", "")),
                 country_code=str(body.get("country_code", "")),
-                code=code,
                 redial_count=redial_count,
                 redial_interval=redial_interval,
+                throttle_key=f"ip:{client}",
             )
         except ValidationError as exc:
             return _invalid(exc)
+        except ThrottledError as exc:
+            retry_after = str(math.ceil(exc.retry_after))
+            return _answer(
+                {"error": "too many confirmations", "limit": exc.limit},
+                status_code=429,
+                headers={"retry-after": retry_after},
+            )
         return _answer({"id": session.id, "state": session.state.value}, status_code=201)
 
     async def show(request: Request) -> JSONResponse:
@@ -100,11 +127,19 @@ def create_app(
         body = await _json(request)
         try:
             result = await session.verify(str(body.get("code", "")))
+        except VerificationClosedError as exc:
+            return _answer({"state": exc.state.value}, status_code=409)
         except ValidationError as exc:
             return _invalid(exc)
         except PhoneConfirmError as exc:
             return _answer({"error": type(exc).__name__}, status_code=502)
-        return _answer({"verified": result.verified, "state": session.state.value})
+        return _answer(
+            {
+                "verified": result.verified,
+                "state": session.state.value,
+                "attempts_left": session.verify_attempts_left,
+            }
+        )
 
     return Starlette(
         routes=[
@@ -124,8 +159,11 @@ async def _json(request: Request) -> dict[str, Any]:
     return body if isinstance(body, dict) else {}
 
 
-def _answer(body: dict[str, Any], status_code: int = 200) -> JSONResponse:
-    return JSONResponse(body, status_code, headers={"x-worker-pid": str(os.getpid())})
+def _answer(
+    body: dict[str, Any], status_code: int = 200, headers: dict[str, str] | None = None
+) -> JSONResponse:
+    headers = {"x-worker-pid": str(os.getpid()), **(headers or {})}
+    return JSONResponse(body, status_code, headers=headers)
 
 
 def _invalid(exc: ValidationError) -> JSONResponse:

@@ -53,7 +53,9 @@ async def test_confirm_a_number_on_the_second_call(
         heard = emulator.heard_code("5555550123")
         assert heard is not None
         right = await web.post(f"/confirm/{session_id}/verify", json={"code": heard})
-        assert right.json() == {"verified": True, "state": "verified"}
+        assert right.json() == {"verified": True, "state": "verified", "attempts_left": 3}
+        again = await web.post(f"/confirm/{session_id}/verify", json={"code": heard})
+        assert (again.status_code, again.json()) == (409, {"state": "verified"})
         shown = await web.get(f"/confirm/{session_id}")
         assert shown.json() == {"state": "verified", "calls": 2}
 
@@ -63,6 +65,55 @@ async def test_confirm_a_number_on_the_second_call(
         missing = await web.post("/confirm/nope/verify", json={"code": "1"})
         assert missing.status_code == 404
     assert len(emulator.calls) == 2
+
+
+async def test_guessing_locks_and_repeats_are_throttled(
+    emulator: Emulator, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """The run from the issue: 300 wrong codes in a row get five ``200 false``, then
+    ``409 locked``; the right code after the lock is refused too. The fourth ``POST
+    /confirm`` for one phone within the hour is ``429`` with ``Retry-After``; a country
+    outside ``PHONECONFIRM_COUNTRIES`` is ``422``."""
+    monkeypatch.setenv("PHONECONFIRM_API_KEY", API_KEY)
+    monkeypatch.setenv("PHONECONFIRM_DOMAIN", DOMAIN)
+    monkeypatch.setenv("PHONECONFIRM_BASE_URL", emulator.base_url)
+    monkeypatch.setenv("PHONECONFIRM_STORE", f"sqlite:///{tmp_path}/sessions.sqlite")
+    monkeypatch.setenv("PHONECONFIRM_COUNTRIES", "1, 44")
+    app = create_app()
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(transport=httpx.ASGITransport(app), base_url="http://app") as web,
+    ):
+        body = {"phone": "5555550123", "country_code": "1"}
+        session_id = (await web.post("/confirm", json=body)).json()["id"]
+        assert await anyio.to_thread.run_sync(emulator.wait_for_calls, 1, 10.0)
+        heard = emulator.heard_code("5555550123")
+        assert heard is not None
+        answers = []
+        for guess in range(300):
+            code = f"{guess:06d}" if f"{guess:06d}" != heard else "999999"
+            answer = await web.post(f"/confirm/{session_id}/verify", json={"code": code})
+            answers.append((answer.status_code, answer.json()))
+        assert answers[:5] == [
+            (200, {"verified": False, "state": state, "attempts_left": left})
+            for state, left in [("awaiting_code", n) for n in (4, 3, 2, 1)] + [("locked", 0)]
+        ]
+        assert set(map(str, answers[5:])) == {str((409, {"state": "locked"}))}
+        right = await web.post(f"/confirm/{session_id}/verify", json={"code": heard})
+        assert (right.status_code, right.json()) == (409, {"state": "locked"})
+        assert emulator.verification_count == 5
+
+        for _ in range(2):
+            assert (await web.post("/confirm", json=body)).status_code == 201
+        throttled = await web.post("/confirm", json=body)
+        assert throttled.status_code == 429
+        assert throttled.json()["limit"] == "phone"
+        assert 3590 <= int(throttled.headers["retry-after"]) <= 3600
+        german = await web.post("/confirm", json={"phone": "301234567", "country_code": "49"})
+        assert german.status_code == 422
+        assert german.json()["error"]["field"] == "country_code"
+        assert await anyio.to_thread.run_sync(emulator.wait_for_calls, 3, 10.0)
+    assert len(emulator.calls) == 3  # the throttled request phoned nobody
 
 
 def _free_port() -> int:
@@ -147,9 +198,9 @@ async def test_two_workers_share_the_sessions(two_workers: str, emulator: Emulat
     assert {body["state"] for body in seen.values()} == {"awaiting_code"}
 
     wrong = await _fresh("POST", f"{base}/confirm/{session_id}/verify", json={"code": "000000"})
-    assert wrong.json() == {"verified": False, "state": "awaiting_code"}
+    assert wrong.json() == {"verified": False, "state": "awaiting_code", "attempts_left": 4}
     right = await _fresh("POST", f"{base}/confirm/{session_id}/verify", json={"code": heard})
-    assert right.json() == {"verified": True, "state": "verified"}
+    assert right.json() == {"verified": True, "state": "verified", "attempts_left": 3}
     answers: dict[str, str] = {}
     for _ in range(200):
         shown = await _fresh("GET", f"{base}/confirm/{session_id}")
