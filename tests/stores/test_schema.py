@@ -13,7 +13,8 @@ import pytest
 import phoneconfirm_async._stores._postgres as postgres_module
 import phoneconfirm_async._stores._schema as schema
 import phoneconfirm_async._stores._sqlite as sqlite_module
-from phoneconfirm_async import ConfigurationError, SessionState, SessionStore
+from phoneconfirm_async import ConfigurationError, SessionRecord, SessionState, SessionStore
+from phoneconfirm_async.stores import Quota
 from tests.stores.conftest import StoreFactory
 
 pytestmark = pytest.mark.anyio
@@ -108,11 +109,26 @@ async def sessions_read_and_run(store: SessionStore, *, claim: bool = True) -> N
 
 
 async def test_a_0_2_0_database_opens_as_it_is(make_store: StoreFactory) -> None:
+    """Version 1 to 2: the policy's columns (old rows: no attempt taken, no limit, no
+    lifetime) and the throttle tables, with a secret; the policy then works on it."""
     await write_0_2_0(make_store)
     await sessions_read_and_run(make_store())
     names, version = await columns_and_version(make_store)
     assert names == list(schema.NAMES)
-    assert version == schema.SCHEMA_VERSION
+    assert version == schema.SCHEMA_VERSION == 2
+    store = make_store()
+    async with store.open(retain=60, on_change=lambda _: None):
+        awaiting = await store.load("awaiting")
+        assert awaiting is not None
+        assert (awaiting.verify_attempts, awaiting.verify_limit) == (0, None)
+        assert (awaiting.code_ttl, awaiting.code_expires) == (None, None)
+        taken = await store.take_attempt("awaiting", store.now())
+        assert taken is not None
+        assert taken.verify_attempts == 1
+        quota = Quota("phone", "1:5555550123", 1, 60.0)
+        record = SessionRecord("new", None, 0, 60.0, SessionState.SCHEDULED, store.now() + 60)
+        assert await store.add(record, quotas=[quota]) is None
+        assert await store.add(record, quotas=[quota]) is not None
 
 
 async def test_a_schema_step_adds_its_column_to_an_older_table(
@@ -121,14 +137,15 @@ async def test_a_schema_step_adds_its_column_to_an_older_table(
     """The next version adds a column (as a new rule would): one ``Column`` entry and the
     version raised; a version-1 table gains it, keeps its rows, and records the step."""
     await write_0_2_0(make_store)
-    added = schema.Column("attempts_left", "integer", null=False, since=2, default="5")
+    await sessions_read_and_run(make_store())  # to version 2, as this release writes it
+    added = schema.Column("attempts_left", "integer", null=False, since=3, default="5")
     monkeypatch.setattr(schema, "COLUMNS", (*schema.COLUMNS, added))
     for module in (schema, sqlite_module, postgres_module):
-        monkeypatch.setattr(module, "SCHEMA_VERSION", 2)
-    await sessions_read_and_run(make_store())
+        monkeypatch.setattr(module, "SCHEMA_VERSION", 3)
+    await sessions_read_and_run(make_store(), claim=False)
     names, version = await columns_and_version(make_store)
     assert names == [*schema.NAMES, "attempts_left"]
-    assert version == 2
+    assert version == 3
     await sessions_read_and_run(make_store(), claim=False)  # again: nothing left to do
 
 
