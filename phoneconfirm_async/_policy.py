@@ -10,9 +10,19 @@ from datetime import timedelta
 from typing import Final
 
 from phoneconfirm_async import _validation
-from phoneconfirm_async._errors import ConfigurationError, ValidationError
+from phoneconfirm_async._errors import (
+    ConfigurationError,
+    ValidationError,
+    VerificationClosedError,
+)
 from phoneconfirm_async._settings import seconds, whole
-from phoneconfirm_async._stores._rules import SPEND_WINDOW, Quota
+from phoneconfirm_async._stores._rules import (
+    CHECKABLE_STATES,
+    SPEND_WINDOW,
+    Quota,
+    SessionRecord,
+    SessionState,
+)
 
 #: The longest code the service speaks.
 MAX_CODE_LENGTH: Final = 10
@@ -154,3 +164,32 @@ def _countries(value: object) -> frozenset[str] | None:
     if not codes:
         raise ConfigurationError("allowed_countries must name at least one country (or None)")
     return frozenset(codes)
+
+
+def refusal(record: SessionRecord, now: float) -> VerificationClosedError:
+    """Why no code may be checked in ``record`` (its attempt was refused by the store).
+
+    EXPIRED once the code's lifetime ran out with no call left, even before a pass over
+    due rows says so; else the session's state, with the reason.
+    """
+    state = record.state
+    if state is SessionState.EXHAUSTED and (record.code_expires or float("inf")) <= now:
+        state = SessionState.EXPIRED
+    if state is SessionState.VERIFIED:
+        why = "the session is verified already (a code is checked once)"
+    elif state is SessionState.LOCKED:
+        why = "every verification attempt was used"
+    elif state is SessionState.EXPIRED:
+        why = "the code expired; start a new confirmation"
+    elif state not in CHECKABLE_STATES:
+        why = "the session ended"
+    elif record.verify_limit is not None and record.verify_attempts >= record.verify_limit:
+        why = "every verification attempt is taken (checks in flight)"
+    else:
+        why = "the code expired; the next call speaks it again"
+    return VerificationClosedError(state, why)
+
+
+def refusal_outcome(state: SessionState) -> str:
+    """A refused check's span outcome: ``locked``, ``expired``, or ``closed``."""
+    return state.value if state in (SessionState.LOCKED, SessionState.EXPIRED) else "closed"

@@ -27,12 +27,11 @@ from phoneconfirm_async._errors import (
     ThrottledError,
     TransportError,
     ValidationError,
-    VerificationClosedError,
 )
 from phoneconfirm_async._lifetime import background_tasks
 from phoneconfirm_async._models import PlaceCallRequest, VerifyRequest, VerifyResult
 from phoneconfirm_async._observe import OperationSpan, SessionObserver
-from phoneconfirm_async._policy import ConfirmationPolicy
+from phoneconfirm_async._policy import ConfirmationPolicy, refusal, refusal_outcome
 from phoneconfirm_async._retry import RetryPolicy
 from phoneconfirm_async._session import (
     ConfirmationSession,
@@ -260,12 +259,14 @@ class ConfirmationScheduler(anyio.AsyncContextManagerMixin):
         quotas = rules.quotas(request.phone, request.country_code, throttle_key)
         with self._book.observer.operation("schedule", record) as span:
             throttled = await self.store.add(record, quotas=quotas)
-            if throttled is not None:
-                span.outcome("throttled")
+            if throttled is None:
+                span.outcome("scheduled")
+                span.state(record)
+            else:
+                span.outcome("throttled")  # an answer of the policy, not a failure
                 self._book.observer.throttled(throttled.limit)
-                raise ThrottledError(throttled.limit, throttled.retry_after)
-            span.outcome("scheduled")
-            span.state(record)
+        if throttled is not None:
+            raise ThrottledError(throttled.limit, throttled.retry_after)
         self._book.added()
         session = self._book.hold(record, self._desk)
         await anyio.lowlevel.checkpoint()
@@ -312,62 +313,69 @@ class _Desk:
 
     async def verify(self, session: ConfirmationSession, code: str) -> VerifyResult:
         """Take an attempt in the store (no policy: read the session), check the code,
-        and end the session on the answer: VERIFIED, or LOCKED by the last wrong one."""
+        and end the session on the answer: VERIFIED, or LOCKED by the last wrong one.
+        A refusal is the span's outcome (``locked``, ``expired``, ``closed``), raised
+        after it ends: an answer of the policy, not a failure."""
         self.scheduler._require_open()
         with self.observer.operation("verify", self.book.record_of(session)) as span:
-            record = await self._attempt(session, span)
-            tries = 0
-
-            async def fence() -> None:
-                nonlocal tries
-                tries += 1  # a request is about to leave: it may reach the service
-
-            try:
-                request = VerifyRequest(latest_transaction(record.attempts), code)
-                result = await self.scheduler.client.verify(request, fence=fence)
-            except BaseException as exc:
-                # Given back only when no request left: none was tried, or the only one
-                # never reached the service (it could not connect).
-                unsent = tries == 0 or (
-                    tries == 1 and isinstance(exc, TransportError) and not exc.sent
-                )
-                if unsent and self.scheduler.policy is not None:
-                    with anyio.CancelScope(shield=True):
-                        await self.store.return_attempt(session.id)
-                raise
-            if result.verified:
-                if session.state is not SessionState.VERIFIED:
-                    await self.end(session, SessionState.VERIFIED)
-                span.outcome("verified")
-            elif record.verify_limit is not None and record.verify_attempts >= record.verify_limit:
-                await self.end(session, SessionState.LOCKED)  # the last attempt was wrong
-                span.outcome("locked" if session.state is SessionState.LOCKED else "not_verified")
+            taken = await self._attempt(session)
+            if taken is None:
+                await self.refresh(session)
+                closed = refusal(self.book.record_of(session), self.store.now())
+                span.outcome(refusal_outcome(closed.state))
             else:
-                span.outcome("not_verified")
-        return result
+                return await self._check(session, taken, code, span)
+        raise closed
 
-    async def _attempt(self, session: ConfirmationSession, span: OperationSpan) -> SessionRecord:
+    async def _attempt(self, session: ConfirmationSession) -> SessionRecord | None:
         """The session with one verification attempt taken for this check (no policy: as
-        read now); a session closed to codes raises ``VerificationClosedError``."""
+        read now); None when it is closed to codes."""
         store = self.store
         if self.scheduler.policy is None:
             await self.refresh(session)
-            taken: SessionRecord | None = self.book.record_of(session)
-            if taken is not None and taken.state not in CHECKABLE_STATES:
-                taken = None
+            record = self.book.record_of(session)
+            return record if record.state in CHECKABLE_STATES else None
+        # A snapshot with the count this check took (the lock rule reads it); a durable
+        # store's is the session as it is now.
+        taken = await store.take_attempt(session.id, store.now())
+        if taken is not None and store.durable:
+            self.book.see(taken)
+        return taken
+
+    async def _check(
+        self, session: ConfirmationSession, record: SessionRecord, code: str, span: OperationSpan
+    ) -> VerifyResult:
+        """Send the check its attempt was taken for; give the attempt back if nothing
+        left; end the session on the answer."""
+        tries = 0
+
+        async def fence() -> None:
+            nonlocal tries
+            tries += 1  # a request is about to leave: it may reach the service
+
+        try:
+            request = VerifyRequest(latest_transaction(record.attempts), code)
+            result = await self.scheduler.client.verify(request, fence=fence)
+        except BaseException as exc:
+            # Given back only when no request left: none was tried, or the only one never
+            # reached the service (it could not connect).
+            unsent = tries == 0 or (
+                tries == 1 and isinstance(exc, TransportError) and not exc.sent
+            )
+            if unsent and self.scheduler.policy is not None:
+                with anyio.CancelScope(shield=True):
+                    await self.store.return_attempt(session.id)
+            raise
+        if result.verified:
+            if session.state is not SessionState.VERIFIED:
+                await self.end(session, SessionState.VERIFIED)
+            span.outcome("verified")
+        elif record.verify_limit is not None and record.verify_attempts >= record.verify_limit:
+            await self.end(session, SessionState.LOCKED)  # the last attempt was wrong
+            span.outcome("locked" if session.state is SessionState.LOCKED else "not_verified")
         else:
-            # A snapshot with the count this check took (the lock rule reads it); a
-            # durable store's is the session as it is now.
-            taken = await store.take_attempt(session.id, store.now())
-            if taken is not None and store.durable:
-                self.book.see(taken)
-        if taken is not None:
-            return taken
-        await self.refresh(session)
-        record = self.book.record_of(session)
-        state = _refused_state(record, store.now())
-        span.outcome(state.value if state in _OUTCOMES else "closed")
-        raise VerificationClosedError(state, _why_closed(record, state))
+            span.outcome("not_verified")
+        return result
 
     async def refresh(self, session: ConfirmationSession) -> None:
         """Read a durable store's copy of the session (the memory store's is the live one)."""
@@ -410,36 +418,6 @@ class _Desk:
             if store.durable:
                 await self.refresh(session)
         return self.book.record_of(session)
-
-
-def _refused_state(record: SessionRecord, now: float) -> SessionState:
-    """The state a refused check reports: EXPIRED once the code's lifetime ran out with no
-    call left (before a pass over due rows says so), else the session's."""
-    if (
-        record.state is SessionState.EXHAUSTED
-        and record.code_expires is not None
-        and record.code_expires <= now
-    ):
-        return SessionState.EXPIRED
-    return record.state
-
-
-#: The refusals whose state is their span's outcome (the others are ``closed``).
-_OUTCOMES: Final = frozenset({SessionState.LOCKED, SessionState.EXPIRED})
-
-
-def _why_closed(record: SessionRecord, state: SessionState) -> str:
-    if state is SessionState.VERIFIED:
-        return "the session is verified already (a code is checked once)"
-    if state is SessionState.LOCKED:
-        return "every verification attempt was used"
-    if state is SessionState.EXPIRED:
-        return "the code expired; start a new confirmation"
-    if state not in CHECKABLE_STATES:
-        return "the session ended"
-    if record.verify_limit is not None and record.verify_attempts >= record.verify_limit:
-        return "every verification attempt is taken (checks in flight)"
-    return "the code expired; the next call speaks it again"
 
 
 def _observer(telemetry: Telemetry | None, store: SessionStore) -> SessionObserver:

@@ -33,14 +33,17 @@ from phoneconfirm_async import (
     ApiError,
     CallOutcomeUnknownError,
     ConfigurationError,
+    ConfirmationPolicy,
     PhoneConfirmClient,
     RetryPolicy,
     SessionState,
+    ThrottledError,
     Transport,
     TransportError,
     TransportRequest,
     TransportResponse,
     ValidationError,
+    VerificationClosedError,
 )
 from phoneconfirm_async.emulator import EmulatorConfig
 from phoneconfirm_async.testing import EmulatorTransport
@@ -374,6 +377,44 @@ async def test_sessions_with_two_redials(otel: Otel) -> None:
     }
     assert metrics["phoneconfirm.sessions.pending"] == {frozenset({memory}): 0}
     assert metrics["phoneconfirm.calls.placed"] == {labels(**{"call.outcome": "placed"}): 6}
+
+
+@pytest.mark.parametrize("anyio_backend", [("trio", {"clock": MockClock(autojump_threshold=0)})])
+async def test_the_policy_s_outcomes_locked_expired_throttled(otel: Otel) -> None:
+    """A locked session, an expired one and a throttled schedule: their span outcomes, the
+    throttled counter by limit, and the finished counter; no phone or key anywhere."""
+    policy = ConfirmationPolicy(max_verify_attempts=1, code_ttl=60, max_sessions_per_phone=1)
+    transport = EmulatorTransport()
+    async with (
+        transport.client(**otel.providers) as client,
+        client.scheduler(policy=policy) as scheduler,
+    ):
+        locked = await scheduler.schedule("5555550101", country_code="1", throttle_key="ip:x")
+        expired = await scheduler.schedule("5555550102", country_code="1", redial_interval=30)
+        with pytest.raises(ThrottledError):
+            await scheduler.schedule("5555550101", country_code="1", throttle_key="ip:x")
+        assert await locked.wait_called()
+        assert not (await locked.verify("000000")).verified
+        assert locked.state is SessionState.LOCKED
+        assert await expired.wait() is SessionState.EXHAUSTED
+        await anyio.sleep(60)
+        with pytest.raises(VerificationClosedError):
+            await expired.verify("000000")
+    outcomes = [(s.attributes or {}).get("phoneconfirm.outcome") for s in otel.spans()]
+    for outcome in ("locked", "expired", "throttled"):
+        assert outcome in outcomes
+    metrics = otel.metrics()
+    assert metrics["phoneconfirm.sessions.throttled"] == {
+        labels(store="memory", **{"throttle.limit": "phone"}): 1
+    }
+    finished = metrics["phoneconfirm.sessions.finished"]
+    for state in ("locked", "exhausted", "expired"):
+        assert finished[labels(store="memory", **{"session.state": state})] == 1
+    exported = repr([dict(span.attributes or {}) for span in otel.spans()]) + repr(
+        [[dict(e.attributes or {}) for e in span.events] for span in otel.spans()]
+    )
+    for secret in ("5555550101", "5555550102", "ip:x"):
+        assert secret not in exported + repr(metrics)
 
 
 async def test_sessions_left_pending_count_as_cancelled_when_a_memory_scheduler_closes(
