@@ -190,6 +190,36 @@ def test_confirm_gives_up_at_end_of_input() -> None:
     assert json.loads(done.stdout)["outcome"] == "cancelled"
 
 
+def test_confirm_reports_a_locked_session_in_one_line() -> None:
+    """Wrong codes up to --max-verify-attempts lock the session: exit 1, outcome locked."""
+    done = _confirm(
+        "5555550123",
+        "--country-code",
+        "1",
+        "--max-verify-attempts",
+        "2",
+        stdin="000000\n000001\n000002\n",
+    )
+    assert done.returncode == 1, done.stderr
+    assert json.loads(done.stdout)["outcome"] == "locked"
+    assert "1 attempt(s) left" in done.stderr
+    assert done.stderr.count("Session locked") == 1
+
+
+def test_confirm_reports_a_throttled_phone_in_one_line(tmp_path: Path) -> None:
+    """The fourth session for one phone within the hour is refused before any call."""
+    store = f"sqlite:///{tmp_path}/sessions.sqlite"
+    for _ in range(3):  # each gives up at once (end of input): a session counted anyway
+        assert _confirm("5555550123", "--country-code", "1", "--store", store).returncode == 1
+    done = _confirm("5555550123", "--country-code", "1", "--store", store)
+    assert done.returncode == 1
+    row = json.loads(done.stdout)
+    assert (row["outcome"], row["error"]["type"]) == ("throttled", "ThrottledError")
+    assert 3500 < row["retry_after"] <= 3600
+    assert done.stderr.count("Throttled") == 1
+    assert "5555550123" not in done.stderr
+
+
 def test_confirm_bad_at_is_a_usage_error() -> None:
     """--at without a zone exits 2 with one line."""
     done = _confirm("5555550123", "--country-code", "1", "--at", "2026-12-01T09:00")

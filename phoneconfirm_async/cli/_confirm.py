@@ -193,12 +193,17 @@ def _start_stdin_reader() -> MemoryObjectReceiveStream[str]:
 
 async def _prompt_until_done(session: ConfirmationSession) -> None:
     """Read codes from stdin and verify them, until verified, exhausted, failed or EOF."""
+    told: list[SessionState] = []  # the final state said, once
+
+    def tell(state: SessionState) -> None:
+        if not told and state is not SessionState.VERIFIED:
+            click.echo(_closed_line(state), err=True)
+        told.append(state)
+
     async with anyio.create_task_group() as tg:
 
         async def end_with_session() -> None:
-            state = await session.wait()
-            if state is not SessionState.VERIFIED:
-                click.echo(_closed_line(state), err=True)
+            tell(await session.wait())
             tg.cancel_scope.cancel()
 
         tg.start_soon(end_with_session)
@@ -215,8 +220,7 @@ async def _prompt_until_done(session: ConfirmationSession) -> None:
             try:
                 result = await session.verify(typed)
             except VerificationClosedError as exc:
-                if exc.state is not SessionState.VERIFIED:
-                    click.echo(_closed_line(exc.state), err=True)
+                tell(exc.state)
                 break
             except PhoneConfirmError as exc:
                 click.echo(f"Cannot verify yet: {exc}", err=True)
@@ -225,7 +229,7 @@ async def _prompt_until_done(session: ConfirmationSession) -> None:
                 click.echo("Verified.", err=True)
                 break
             if session.state is SessionState.LOCKED:
-                click.echo(_closed_line(SessionState.LOCKED), err=True)
+                tell(session.state)
                 break
             left = session.verify_attempts_left
             more = "" if left is None else f" ({left} attempt(s) left)"
