@@ -16,6 +16,7 @@ from benchmarks import (
     bench_cpu,
     bench_overhead,
     bench_parser,
+    bench_policy,
     bench_scheduler,
     bench_stores,
     bench_telemetry,
@@ -32,6 +33,7 @@ SUITE: tuple[tuple[str, Callable[[bool], list[Result]]], ...] = (
     ("cli", bench_cli.run),
     ("scheduler", bench_scheduler.run),
     ("stores", bench_stores.run),
+    ("policy", bench_policy.run),
 )
 
 

@@ -277,7 +277,7 @@ def test_bench_quick_runs_and_prints_every_row(tmp_path: Path) -> None:
     )
     assert done.returncode in (0, 1), done.stderr  # 1: a target missed on a loaded machine
     names = [r["name"] for r in json.loads(out.read_text())["results"]]
-    assert len(names) == 26
+    assert len(names) == 29
     for fragment in (
         "overhead",
         "CPU per place_call",
@@ -291,6 +291,8 @@ def test_bench_quick_runs_and_prints_every_row(tmp_path: Path) -> None:
         "raw aiohttp",
         "rate_limit=50",
         "RSS growth",
+        "verify, attempt counted",
+        "three throttles on",
         "pending sessions",
         "lateness",
         "SQLite: sessions scheduled",
