@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import heapq
-import itertools
 import secrets
 import time
 from collections.abc import AsyncIterator, Collection, Sequence
@@ -34,6 +33,9 @@ from phoneconfirm_async._stores._rules import (
     settle_due,
 )
 
+#: Seconds between sweeps of the throttle counters whose window passed.
+SWEEP_INTERVAL = 10.0
+
 
 class MemoryStore:
     """Sessions in this process's memory: the default, and the fastest.
@@ -51,14 +53,17 @@ class MemoryStore:
 
     def __init__(self) -> None:
         self._records: dict[str, SessionRecord] = {}
-        self._heap: list[tuple[float, int, SessionRecord]] = []
-        self._counter = itertools.count()
+        #: (due, record): records due at one time order by id (``SessionRecord.__lt__``).
+        self._heap: list[tuple[float, SessionRecord]] = []
         self._wake = anyio.Event()
         self._retain = 0.0
         self._open = False
         self._secret = secrets.token_bytes(32)
         #: Throttle counters: the ends of the windows of the events counted, by hashed key.
-        self._counters: dict[str, list[float]] = {}
+        #: Compact (a store may hold a counter for each of 100,000 phones): the first 64
+        #: bits of the key's HMAC -> the window end of its one event, or of each.
+        self._counters: dict[int, float | tuple[float, ...]] = {}
+        self._swept_at = 0.0
         #: Calls claimed in the trailing hour: (window end, session id, claimed_at).
         self._calls: list[tuple[float, str, float | None]] = []
 
@@ -95,7 +100,7 @@ class MemoryStore:
         self._calls.clear()
 
     def _push(self, record: SessionRecord) -> None:
-        entry = (record.due, next(self._counter), record)
+        entry = (record.due, record)
         heapq.heappush(self._heap, entry)
         if self._heap[0] is entry:
             self._wake.set()  # the driver sleeps until a later deadline: wake it
@@ -104,24 +109,36 @@ class MemoryStore:
         self, record: SessionRecord, *, quotas: Sequence[Quota] = ()
     ) -> Throttled | None:
         now = self.now()
-        counted: list[list[float]] = []
+        counted: list[tuple[int, tuple[float, ...], float]] = []
         for quota in quotas:
             if quota.value is None:
-                events = self._live_calls(now)
+                events = tuple(self._live_calls(now))
             else:
-                key = counter_key(self._secret, quota.limit, quota.value)
-                events = self._counters.setdefault(key, [])
-                events[:] = [until for until in events if until > now]
-                counted.append(events)
+                # 60 bits: a two-digit int (32 bytes, not 36); collisions are negligible.
+                key = int(counter_key(self._secret, quota.limit, quota.value)[:15], 16)
+                events = tuple(until for until in self._events(key) if until > now)
+                counted.append((key, events, now + quota.window))
             if len(events) >= quota.most:
                 # Free when the ``most``-th newest event leaves its window.
                 frees = sorted(events)[len(events) - quota.most]
                 return Throttled(quota.limit, max(frees - now, 0.0))
-        for events, quota in zip(counted, (q for q in quotas if q.value is not None), strict=True):
-            events.append(now + quota.window)
+        for key, events, until in counted:
+            self._counters[key] = (*events, until) if events else until
         self._records[record.id] = record
         self._push(record)
         return None
+
+    def _events(self, key: int) -> tuple[float, ...]:
+        events = self._counters.get(key, ())
+        return (events,) if isinstance(events, float) else events
+
+    def _sweep(self, now: float) -> None:
+        """Forget the counters whose every event left its window."""
+        self._counters = {
+            key: events
+            for key, events in self._counters.items()
+            if max(self._events(key)) > now
+        }
 
     def _live_calls(self, now: float) -> list[float]:
         self._calls = [call for call in self._calls if call[0] > now]
@@ -139,6 +156,9 @@ class MemoryStore:
         calls_per_hour: int | None = None,
     ) -> Claimed:
         # ``exclude`` needs no look: a record in CALLING is never due here (no lease).
+        if now - self._swept_at >= SWEEP_INTERVAL:
+            self._swept_at = now
+            self._sweep(now)
         heap = self._heap
         self._wake = anyio.Event()  # what is added from now on wakes the next wait
         claimed = Claimed([], [], time.monotonic())
@@ -148,7 +168,7 @@ class MemoryStore:
         later: list[SessionRecord] = []  # due again now: pushed back after this pass
         held: list[SessionRecord] = []  # calls the spend cap held back
         while heap and heap[0][0] <= now and len(claimed.calls) < limit:
-            due, _, record = heapq.heappop(heap)
+            due, record = heapq.heappop(heap)
             if due != record.due or record.id not in self._records:
                 continue  # stale: the record moved on since this entry was pushed
             outcome = settle_due(record, now, lease=None, retain=self._retain, may_call=free > 0)
