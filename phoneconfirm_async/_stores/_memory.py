@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import heapq
+import math
 import secrets
 import time
 from collections.abc import AsyncIterator, Collection, Sequence
@@ -63,6 +64,7 @@ class MemoryStore:
         #: Compact (a store may hold a counter for each of 100,000 phones): the first 64
         #: bits of the key's HMAC -> the window end of its one event, or of each.
         self._counters: dict[int, float | tuple[float, ...]] = {}
+        self._ends: dict[float, float] = {}
         self._swept_at = 0.0
         #: Calls claimed in the trailing hour: (window end, session id, claimed_at).
         self._calls: list[tuple[float, str, float | None]] = []
@@ -117,7 +119,7 @@ class MemoryStore:
                 # 60 bits: a two-digit int (32 bytes, not 36); collisions are negligible.
                 key = int(counter_key(self._secret, quota.limit, quota.value)[:15], 16)
                 events = tuple(until for until in self._events(key) if until > now)
-                counted.append((key, events, now + quota.window))
+                counted.append((key, events, self._window_end(now + quota.window)))
             if len(events) >= quota.most:
                 # Free when the ``most``-th newest event leaves its window.
                 frees = sorted(events)[len(events) - quota.most]
@@ -127,6 +129,12 @@ class MemoryStore:
         self._records[record.id] = record
         self._push(record)
         return None
+
+    def _window_end(self, until: float) -> float:
+        """``until`` rounded up to a whole second, one float object per second: the events
+        counted in one second share it (a count is at most a second longer for it)."""
+        second = float(math.ceil(until))
+        return self._ends.setdefault(second, second)
 
     def _events(self, key: int) -> tuple[float, ...]:
         events = self._counters.get(key, ())
@@ -139,6 +147,7 @@ class MemoryStore:
             for key, events in self._counters.items()
             if max(self._events(key)) > now
         }
+        self._ends = {end: end for end in self._ends if end > now}
 
     def _live_calls(self, now: float) -> list[float]:
         self._calls = [call for call in self._calls if call[0] > now]
