@@ -92,7 +92,7 @@ class Quota(NamedTuple):
     At most ``most`` counted events within ``window`` seconds. ``value`` is what is
     counted (a phone, a throttle key; the store keeps only its keyed hash) and the new
     session counts one more; None counts the calls claimed on the whole store (the spend
-    cap), which ``add`` only checks.
+    cap), which ``add`` only checks. A store may round a window's end up to the second.
     """
 
     limit: Limit

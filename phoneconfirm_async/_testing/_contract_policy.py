@@ -134,7 +134,7 @@ class PolicyContract(ContractBase):
             assert len(added) == 3
             assert len(refused) == 13
             assert {r.limit for r in refused} == {"phone"}
-            assert all(0 < r.retry_after <= 60 for r in refused)
+            assert all(0 < r.retry_after <= 61 for r in refused)  # a store may round up to 1 s
             for session_id in added:
                 assert await other.load(session_id) is not None
 
@@ -158,7 +158,7 @@ class PolicyContract(ContractBase):
             assert await store.add(self.record(store, due_in=3600), quotas=[quota]) is None
             throttled = await store.add(self.record(store, due_in=3600), quotas=[quota])
             assert throttled is not None
-            assert 0 < throttled.retry_after <= 1.5
+            assert 0 < throttled.retry_after <= 2.5  # a store may round up to 1 s
 
             async def admitted() -> bool | None:
                 got = await store.add(self.record(store, due_in=3600), quotas=[quota])
