@@ -143,9 +143,7 @@ class MemoryStore:
     def _sweep(self, now: float) -> None:
         """Forget the counters whose every event left its window."""
         self._counters = {
-            key: events
-            for key, events in self._counters.items()
-            if max(self._events(key)) > now
+            key: events for key, events in self._counters.items() if max(self._events(key)) > now
         }
         self._ends = {end: end for end in self._ends if end > now}
 
