@@ -41,40 +41,13 @@ from typing import NamedTuple
 from phoneconfirm_async._errors import PhoneConfirmError
 from phoneconfirm_async._models import PlaceCallRequest, PlaceCallResult
 from phoneconfirm_async._redact import mask_phone
-from phoneconfirm_async._stores._states import (
-    CHECKABLE_STATES,
-    CLOSED_STATES,
-    FINAL_STATES,
-    PENDING_STATES,
-    SPEND_WINDOW,
-    Limit,
-    SessionState,
-)
-
-__all__ = [
-    "CHECKABLE_STATES",
-    "CLOSED_STATES",
-    "FINAL_STATES",
-    "PENDING_STATES",
-    "SPEND_WINDOW",
-    "Limit",
-    "Quota",
-    "SessionRecord",
-    "SessionState",
-    "Settled",
-    "Throttled",
-    "answered",
-    "code_expiry",
-    "counter_key",
-    "end",
-    "held_back",
-    "holds",
-    "may_check",
-    "may_finish",
-    "next_call_due",
-    "release",
-    "settle_due",
-]
+from phoneconfirm_async._stores._states import CHECKABLE_STATES as CHECKABLE_STATES
+from phoneconfirm_async._stores._states import CLOSED_STATES as CLOSED_STATES
+from phoneconfirm_async._stores._states import FINAL_STATES as FINAL_STATES
+from phoneconfirm_async._stores._states import PENDING_STATES as PENDING_STATES
+from phoneconfirm_async._stores._states import SPEND_WINDOW as SPEND_WINDOW
+from phoneconfirm_async._stores._states import Limit as Limit
+from phoneconfirm_async._stores._states import SessionState as SessionState
 
 
 class Settled(enum.Enum):
