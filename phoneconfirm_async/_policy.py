@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Collection
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Final
 
@@ -64,7 +64,6 @@ class ConfirmationPolicy:
     max_calls_per_hour: int | None = None
     code_length: int = 6
     min_code_length: int = 4
-    _countries: frozenset[str] | None = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         for name in (
@@ -92,7 +91,8 @@ class ConfirmationPolicy:
                 f"code_length must be from min_code_length ({self.min_code_length}) to "
                 f"{MAX_CODE_LENGTH}, not {self.code_length!r}"
             )
-        object.__setattr__(self, "_countries", _countries(self.allowed_countries))
+        # Normalized ("+44" is "44") and frozen: the policy stays hashable.
+        object.__setattr__(self, "allowed_countries", _countries(self.allowed_countries))
 
     # -- what a scheduler asks --------------------------------------------------------------
     def code(self, given: object) -> str:
@@ -108,11 +108,12 @@ class ConfirmationPolicy:
 
     def check(self, country_code: str, redial_interval: float) -> None:
         """The allow-list, and a redial interval that keeps within the code's lifetime."""
-        if self._countries is not None and country_code not in self._countries:
+        allowed = self.allowed_countries
+        if allowed is not None and country_code not in allowed:
             raise ValidationError(
                 "country_code",
                 f"calls to +{country_code} are not allowed by the confirmation policy "
-                f"(allowed: {', '.join(sorted(self._countries))})",
+                f"(allowed: {', '.join(sorted(allowed))})",
             )
         if self.code_ttl is not None and redial_interval > _float(self.code_ttl):
             raise ValidationError(

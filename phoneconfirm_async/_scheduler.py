@@ -24,6 +24,7 @@ from phoneconfirm_async._driver import Driver
 from phoneconfirm_async._engine import RequestEngine
 from phoneconfirm_async._errors import (
     ConfigurationError,
+    StoreError,
     ThrottledError,
     TransportError,
     ValidationError,
@@ -363,7 +364,9 @@ class _Desk:
                 tries == 1 and isinstance(exc, TransportError) and not exc.sent
             )
             if unsent and self.scheduler.policy is not None:
-                with anyio.CancelScope(shield=True):
+                # A store that fails here keeps the attempt used: the error that matters
+                # is the one that stopped the check.
+                with anyio.CancelScope(shield=True), contextlib.suppress(StoreError):
                     await self.store.return_attempt(session.id)
             raise
         if result.verified:

@@ -71,7 +71,7 @@ async def test_a_sign_up_flow_runs_without_a_socket() -> None:
             wrong = await web.post(f"/confirm/{session_id}/verify", json={"code": "000000"})
             assert wrong.json()["verified"] is False
             right = await web.post(f"/confirm/{session_id}/verify", json={"code": heard})
-            assert right.json() == {"verified": True, "state": "verified"}
+            assert right.json() == {"verified": True, "state": "verified", "attempts_left": 3}
     assert len(transport.calls) == 1
 
 
