@@ -8,6 +8,7 @@ import heapq
 import math
 import secrets
 import time
+from collections import deque
 from collections.abc import AsyncIterator, Collection, Sequence
 
 import anyio
@@ -67,7 +68,8 @@ class MemoryStore:
         self._ends: dict[float, float] = {}
         self._swept_at = 0.0
         #: Calls claimed in the trailing hour: (window end, session id, claimed_at).
-        self._calls: list[tuple[float, str, float | None]] = []
+        #: In claim order, so in window-end order: expired calls leave from the left.
+        self._calls: deque[tuple[float, str, float | None]] = deque()
 
     def __len__(self) -> int:
         """Sessions held: pending ones and finished ones still retained."""
@@ -114,12 +116,15 @@ class MemoryStore:
         counted: list[tuple[int, tuple[float, ...], float]] = []
         for quota in quotas:
             if quota.value is None:
-                events = tuple(self._live_calls(now))
-            else:
-                # 60 bits: a two-digit int (32 bytes, not 36); collisions are negligible.
-                key = int(counter_key(self._secret, quota.limit, quota.value)[:15], 16)
-                events = tuple(until for until in self._events(key) if until > now)
-                counted.append((key, events, self._window_end(now + quota.window)))
+                spent = len(self._spent(now))
+                if spent >= quota.most:
+                    frees = self._calls[spent - quota.most][0]
+                    return Throttled(quota.limit, max(frees - now, 0.0))
+                continue  # the spend cap: checked here, counted by claims
+            # 60 bits: a two-digit int (32 bytes, not 36); collisions are negligible.
+            key = int(counter_key(self._secret, quota.limit, quota.value)[:15], 16)
+            events = tuple(until for until in self._events(key) if until > now)
+            counted.append((key, events, self._window_end(now + quota.window)))
             if len(events) >= quota.most:
                 # Free when the ``most``-th newest event leaves its window.
                 frees = sorted(events)[len(events) - quota.most]
@@ -147,9 +152,12 @@ class MemoryStore:
         }
         self._ends = {end: end for end in self._ends if end > now}
 
-    def _live_calls(self, now: float) -> list[float]:
-        self._calls = [call for call in self._calls if call[0] > now]
-        return [until for until, _, _ in self._calls]
+    def _spent(self, now: float) -> deque[tuple[float, str, float | None]]:
+        """The calls counted against the spend cap whose hour has not passed."""
+        calls = self._calls
+        while calls and calls[0][0] <= now:
+            calls.popleft()
+        return calls
 
     async def load(self, session_id: str) -> SessionRecord | None:
         return self._records.get(session_id)
@@ -171,7 +179,7 @@ class MemoryStore:
         claimed = Claimed([], [], time.monotonic())
         free = float("inf")
         if calls_per_hour is not None:
-            free = calls_per_hour - len(self._live_calls(now))
+            free = calls_per_hour - len(self._spent(now))
         later: list[SessionRecord] = []  # due again now: pushed back after this pass
         held: list[SessionRecord] = []  # calls the spend cap held back
         while heap and heap[0][0] <= now and len(claimed.calls) < limit:
@@ -193,8 +201,8 @@ class MemoryStore:
         if calls_per_hour is not None and free <= 0:
             # The held-back calls fall due when the cap frees one: its calls_per_hour-th
             # newest call leaves the trailing hour.
-            calls = sorted(until for until, _, _ in self._calls)
-            frees = calls[len(calls) - calls_per_hour] if len(calls) >= calls_per_hour else now
+            spent = len(self._calls)
+            frees = self._calls[spent - calls_per_hour][0] if spent >= calls_per_hour else now
             claimed = claimed._replace(capped=frees)
             for record in held:
                 record.due = frees
@@ -217,9 +225,8 @@ class MemoryStore:
         current = self._records.get(record.id)
         if current is None or not holds(current, record):
             return None
-        self._calls = [
-            call for call in self._calls if call[1:] != (current.id, current.claimed_at)
-        ]  # never placed: not counted against the spend cap
+        call = (current.id, current.claimed_at)  # never placed: out of the spend cap's count
+        self._calls = deque(c for c in self._calls if c[1:] != call)
         release(current, now)
         self._push(current)
         return current
