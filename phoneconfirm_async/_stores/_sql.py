@@ -139,6 +139,10 @@ class SQLStore:
         serialized already (SQLite)."""
         return None
 
+    async def _ended(self, ended: bool, now: float) -> None:
+        """After a pass over due rows (``ended``: it changed some) or a session's end; a
+        dialect tidies up here (SQLite truncates its WAL of erased phones and codes)."""
+
     def _notify(self, session_ids: list[str]) -> Statement | None:
         """A statement that tells other processes these sessions changed, if it can."""
         return None
@@ -168,12 +172,11 @@ class SQLStore:
             )
             self.waker.due(record.due)
             return None
-        secret = self.secret
-        counters = [
-            (quota, "" if q is None else counter_key(secret, quota.limit, q))
-            for quota in quotas
-            for q in (quota.value,)
-        ]
+        counters = []  # each quota with its counter's key ("" for the spend cap)
+        for quota in quotas:
+            value = quota.value
+            key = "" if value is None else counter_key(self.secret, quota.limit, value)
+            counters.append((quota, key))
         throttled = await self._run(self._add_op(record, counters))
         if throttled is None:
             self.waker.due(record.due)
@@ -221,7 +224,9 @@ class SQLStore:
         sweep = now - self._swept_at >= SWEEP_INTERVAL
         if sweep:
             self._swept_at = now
-        return await self._run(self._claim_op(limit, list(exclude), calls_per_hour, sweep))
+        claimed = await self._run(self._claim_op(limit, list(exclude), calls_per_hour, sweep))
+        await self._ended(bool(claimed.changed), now)
+        return claimed
 
     def _claim_op(self, limit: int, skip: list[str], cap: int | None, sweep: bool) -> Op[Claimed]:
         statements = self.statements
@@ -363,7 +368,10 @@ class SQLStore:
                 yield notify
             return current
 
-        return await self._run(op())
+        updated = await self._run(op())
+        if updated is not None:
+            await self._ended(True, now)
+        return updated
 
     async def next_due(self) -> float | None:
         due: float | None = await self._run(

@@ -15,16 +15,15 @@ import contextlib
 import json
 import os
 import sqlite3
-from collections.abc import AsyncIterator, Callable, Collection
+from collections.abc import AsyncIterator, Callable
 from typing import Any, Final, TypeVar
 
 import anyio
 import anyio.to_thread
 
-from phoneconfirm_async._errors import ConfigurationError, PhoneConfirmError, StoreError
+from phoneconfirm_async._errors import ConfigurationError, StoreError
 from phoneconfirm_async._models import PlaceCallResult
-from phoneconfirm_async._stores._protocol import ChangeHook, Claimed
-from phoneconfirm_async._stores._rules import SessionRecord, SessionState
+from phoneconfirm_async._stores._protocol import ChangeHook
 from phoneconfirm_async._stores._schema import (
     NAMES,
     SCHEMA_VERSION,
@@ -184,34 +183,9 @@ class SQLiteStore(SQLStore):
     def _attempt_arg(self, result: PlaceCallResult | None) -> object:
         return None if result is None else encode_attempt(result)
 
-    # -- the protocol, where SQLite adds to the skeleton -------------------------------------
-    async def claim(
-        self,
-        now: float,
-        limit: int,
-        *,
-        exclude: Collection[str] = (),
-        calls_per_hour: int | None = None,
-    ) -> Claimed:
-        claimed = await super().claim(now, limit, exclude=exclude, calls_per_hour=calls_per_hour)
-        if claimed.changed:
-            self._ended_since_checkpoint = True
+    async def _ended(self, ended: bool, now: float) -> None:
+        self._ended_since_checkpoint |= ended
         await self._maybe_checkpoint(now)
-        return claimed
-
-    async def finish(
-        self,
-        session_id: str,
-        state: SessionState,
-        now: float,
-        *,
-        error: PhoneConfirmError | None = None,
-        claimed_at: float | None = None,
-    ) -> SessionRecord | None:
-        updated = await super().finish(session_id, state, now, error=error, claimed_at=claimed_at)
-        if updated is not None:
-            self._ended_since_checkpoint = True
-        return updated
 
     async def _maybe_checkpoint(self, now: float) -> None:
         if self._ended_since_checkpoint and now - self._last_checkpoint >= CHECKPOINT_INTERVAL:
