@@ -206,7 +206,7 @@ async def _schedule_due(
     client = PhoneConfirmClient(API_KEY, DOMAIN, base_url=base_url)
     async with client, client.scheduler(store=store, drive=False) as scheduler:
         for i, due in enumerate(dues):
-            phone = f"{prefix}{i:06d}"
+            phone = f"{prefix}{i:07d}"  # ten digits: a possible +1 number
             await scheduler.schedule(
                 phone,
                 country_code="1",

@@ -332,7 +332,7 @@ class PhoneConfirmClient(anyio.AsyncContextManagerMixin):
         self,
         phone: str,
         *,
-        country_code: str,
+        country_code: str | None = None,
         code: str,
         redial_count: int | None = None,
         redial_interval: float | timedelta | None = None,
@@ -346,9 +346,12 @@ class PhoneConfirmClient(anyio.AsyncContextManagerMixin):
         ``scheduler``.
 
         Args:
-            phone: the number, 4-15 digits (spaces, dashes, dots, parentheses allowed).
-            country_code: 1-3 digits, a leading ``+`` allowed.
-            code: the code to speak, 1-10 letters or digits.
+            phone: the national number, 4-15 digits (spaces, dashes, dots, parentheses
+                allowed), or with the ``numbers`` extra an international one
+                (``+15555550123``), checked as possible for its country.
+            country_code: 1-3 digits, a leading ``+`` allowed; optional for an
+                international ``phone``.
+            code: the code to speak, 1-10 letters or digits (spaces and dashes removed).
             redial_count: redials by the service, 0-10.
             redial_interval: seconds (or a timedelta) between the service's redials.
             call_place_time: an aware datetime, or a delay (timedelta or seconds).
@@ -356,7 +359,7 @@ class PhoneConfirmClient(anyio.AsyncContextManagerMixin):
 
         Returns:
             PlaceCallResult: ``placed`` is True when the call was submitted; an invalid
-            status (the call failed) is a result, not an exception.
+                status (the call failed) is a result, not an exception.
 
         Raises:
             ValidationError: an argument breaks its rule; nothing was sent.
@@ -381,7 +384,7 @@ class PhoneConfirmClient(anyio.AsyncContextManagerMixin):
 
         Returns:
             VerifyResult: ``verified`` is True when the code matched; a wrong code is a
-            result (status ``invalid``), not an exception.
+                result (status ``invalid``), not an exception.
 
         Raises:
             ValidationError: an argument breaks its rule; nothing was sent.

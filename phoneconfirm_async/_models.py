@@ -24,7 +24,7 @@ class PlaceCallRequest:
     country_code: str
     code: str = field(repr=False)
 
-    def __init__(self, phone: str, country_code: str, code: str) -> None:
+    def __init__(self, phone: str, country_code: str | None, code: str) -> None:
         # Each field validated and set once (the generated __init__ would set it twice).
         phone, country_code, code = _validation.place_fields(phone, country_code, code)
         object.__setattr__(self, "phone", phone)

@@ -9,12 +9,13 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Final
 
-from phoneconfirm_async import _validation
+from phoneconfirm_async import _numbers, _validation
 from phoneconfirm_async._errors import (
     ConfigurationError,
     ValidationError,
     VerificationClosedError,
 )
+from phoneconfirm_async._models import PlaceCallRequest
 from phoneconfirm_async._settings import seconds, whole
 from phoneconfirm_async._stores._rules import (
     CHECKABLE_STATES,
@@ -49,6 +50,10 @@ class ConfirmationPolicy:
         code_length: digits of the code drawn (with ``secrets``) when ``schedule()`` is
             given none.
         min_code_length: the shortest code an application may give ``schedule()``.
+        blocked_number_types: libphonenumber number types ``schedule()`` refuses
+            (``{"premium_rate", "shared_cost"}``, the classic toll-fraud targets;
+            ``"unknown"`` refuses numbers valid for no real line, fictional ones such as
+            +1 555 555 0123 included). Needs the ``numbers`` extra.
 
     Raises:
         ConfigurationError: a value breaks its rule (names the field).
@@ -64,6 +69,7 @@ class ConfirmationPolicy:
     max_calls_per_hour: int | None = None
     code_length: int = 6
     min_code_length: int = 4
+    blocked_number_types: Collection[str] = frozenset()
 
     def __post_init__(self) -> None:
         for name in (
@@ -93,6 +99,7 @@ class ConfirmationPolicy:
             )
         # Normalized ("+44" is "44") and frozen: the policy stays hashable.
         object.__setattr__(self, "allowed_countries", _countries(self.allowed_countries))
+        object.__setattr__(self, "blocked_number_types", _types(self.blocked_number_types))
 
     # -- what a scheduler asks --------------------------------------------------------------
     def code(self, given: object) -> str:
@@ -106,8 +113,10 @@ class ConfirmationPolicy:
             )
         return code
 
-    def check(self, country_code: str, redial_interval: float) -> None:
-        """The allow-list, and a redial interval that keeps within the code's lifetime."""
+    def check(self, request: PlaceCallRequest, redial_interval: float) -> None:
+        """The allow-list, the blocked number types, and a redial interval that keeps
+        within the code's lifetime."""
+        country_code = request.country_code
         allowed = self.allowed_countries
         if allowed is not None and country_code not in allowed:
             raise ValidationError(
@@ -115,6 +124,14 @@ class ConfirmationPolicy:
                 f"calls to +{country_code} are not allowed by the confirmation policy "
                 f"(allowed: {', '.join(sorted(allowed))})",
             )
+        if self.blocked_number_types:
+            kind = _numbers.number_type(request.phone, country_code)
+            if kind in self.blocked_number_types:
+                raise ValidationError(
+                    "phone",
+                    f"is a {kind.replace('_', ' ')} number, which the confirmation policy "
+                    "refuses (blocked_number_types)",
+                )
         if self.code_ttl is not None and redial_interval > _float(self.code_ttl):
             raise ValidationError(
                 "redial_interval",
@@ -165,6 +182,23 @@ def _countries(value: object) -> frozenset[str] | None:
     if not codes:
         raise ConfigurationError("allowed_countries must name at least one country (or None)")
     return frozenset(codes)
+
+
+def _types(value: object) -> frozenset[str]:
+    if isinstance(value, str | bytes) or not isinstance(value, Collection):
+        raise ConfigurationError(
+            "blocked_number_types must be a collection of number types, such as "
+            '{"premium_rate", "shared_cost"}'
+        )
+    unknown = sorted(str(item) for item in value if item not in _numbers.NUMBER_TYPES)
+    if unknown:
+        raise ConfigurationError(
+            f"blocked_number_types: {', '.join(map(repr, unknown))} is not a libphonenumber "
+            f"number type (one of: {', '.join(_numbers.NUMBER_TYPES)})"
+        )
+    if value:
+        _numbers.require("ConfirmationPolicy(blocked_number_types=...)")
+    return frozenset(value)
 
 
 def refusal(record: SessionRecord, now: float) -> VerificationClosedError:

@@ -202,7 +202,7 @@ class ConfirmationScheduler(anyio.AsyncContextManagerMixin):
         self,
         phone: str,
         *,
-        country_code: str,
+        country_code: str | None = None,
         code: str | None = None,
         redial_count: int = 0,
         redial_interval: float | timedelta = 60,
@@ -212,9 +212,12 @@ class ConfirmationScheduler(anyio.AsyncContextManagerMixin):
         """Start a session: the first call at ``call_place_time`` (now by default).
 
         Args:
-            phone: the number to call, as for ``place_call``.
-            country_code: its country code, as for ``place_call``; the policy's
-                ``allowed_countries`` must include it.
+            phone: the number to call, as for ``place_call`` (national, or international
+                with the ``numbers`` extra); the policy's ``blocked_number_types`` refuse
+                some kinds of line.
+            country_code: its country code, as for ``place_call`` (optional for an
+                international ``phone``); the policy's ``allowed_countries`` must
+                include it.
             code: the code the calls speak (at least the policy's ``min_code_length``
                 letters or digits); None (the default): a ``code_length``-digit code is
                 drawn with ``secrets``, and nobody but the person called needs to know it.
@@ -237,7 +240,7 @@ class ConfirmationScheduler(anyio.AsyncContextManagerMixin):
         request = PlaceCallRequest(phone, country_code, rules.code(code))
         count = _validation.redial_count(redial_count)
         interval = _validation.redial_interval(redial_interval)
-        rules.check(request.country_code, interval)
+        rules.check(request, interval)
         if throttle_key is not None and (not isinstance(throttle_key, str) or not throttle_key):
             raise ValidationError("throttle_key", "must be a non-empty string (or None)")
         delay = 0.0

@@ -8,6 +8,7 @@ import re
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
+from phoneconfirm_async import _numbers
 from phoneconfirm_async._errors import ValidationError
 
 MAX_REDIAL_COUNT: Final = 10
@@ -16,6 +17,7 @@ MAX_REDIAL_INTERVAL: Final = 86400.0
 _PHONE_SEPARATORS = re.compile(r"[\s\-.()]")
 _DIGITS = re.compile(r"[0-9]+")
 _CODE = re.compile(r"[A-Za-z0-9]{1,10}")
+_CODE_SEPARATORS = re.compile(r"[\s\-]")
 
 
 def place_fields(phone_: Any, country_code_: Any, code_: Any) -> tuple[str, str, str]:
@@ -34,9 +36,39 @@ def place_fields(phone_: Any, country_code_: Any, code_: Any) -> tuple[str, str,
         and 4 <= len(phone_) <= 15
         and len(country_code_) <= 3
         and len(code_) <= 10
+        and _numbers.library() is None
     ):
         return phone_, country_code_, code_
-    return phone(phone_), country_code(country_code_), code(code_)
+    phone_, country_code_ = number(phone_, country_code_)
+    return phone_, country_code_, code(code_)
+
+
+def number(phone_: object, country_code_: object) -> tuple[str, str]:
+    """A phone and its country code in wire form: ``phone`` national (with
+    ``country_code``) or international (``+15555550123``, country code optional), checked
+    by libphonenumber when the ``numbers`` extra is installed."""
+    given = None
+    if country_code_ is not None and not (isinstance(country_code_, str) and not country_code_):
+        given = country_code(country_code_)
+    if isinstance(phone_, str) and phone_.lstrip().startswith("+"):
+        digits = _PHONE_SEPARATORS.sub("", phone_.strip()[1:])
+        if not _DIGITS.fullmatch(digits) or not 4 <= len(digits) <= 15:
+            raise ValidationError(
+                "phone",
+                "an international number must be '+' and 4 to 15 digits (spaces, dashes, "
+                "dots and parentheses allowed)",
+            )
+        return _numbers.international(f"+{digits}", given)
+    digits = phone(phone_)
+    if given is None:
+        raise ValidationError(
+            "country_code",
+            "is required for a national number (1 to 3 digits); or give the phone in "
+            "international form, +<country code><number>",
+        )
+    if _numbers.library() is not None:
+        return _numbers.national(digits, given)
+    return digits, given
 
 
 def phone(value: object) -> str:
@@ -66,11 +98,16 @@ def country_code(value: object) -> str:
 
 
 def code(value: object) -> str:
-    """1 to 10 letters or digits."""
+    """1 to 10 letters or digits; spaces and dashes, as people type them (``123 456``,
+    ``123-456``), are removed."""
     if value.__class__ is str and value.isalnum() and value.isascii() and len(value) <= 10:
         return value
+    if isinstance(value, str):
+        value = _CODE_SEPARATORS.sub("", value)
     if not isinstance(value, str) or not _CODE.fullmatch(value):
-        raise ValidationError("code", "must be 1 to 10 letters or digits")
+        raise ValidationError(
+            "code", "must be 1 to 10 letters or digits (spaces and dashes allowed)"
+        )
     return value
 
 

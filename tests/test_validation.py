@@ -47,11 +47,20 @@ def test_country_code_rejects(raw: object) -> None:
         v.country_code(raw)
 
 
-@pytest.mark.parametrize("raw", ["", "12345678901", "12 34", "12-34", "ñ1", 1234])
+@pytest.mark.parametrize(
+    "raw", ["", "12345678901", "12.34", "12 34 56 78 90 1", " - ", "ñ1", 1234]
+)
 def test_code_rejects(raw: object) -> None:
-    """Codes are 1-10 letters or digits."""
+    """Codes are 1-10 letters or digits, once spaces and dashes are removed."""
     with pytest.raises(ValidationError, match="code: must be 1 to 10 letters or digits"):
         v.code(raw)
+
+
+@pytest.mark.parametrize("raw", ["123456", "123 456", "123-456", " 12 34 56\t", "12-34-56"])
+def test_code_as_people_type_it(raw: str) -> None:
+    """Spaces and dashes, as a person types a code they heard, are removed."""
+    assert v.code(raw) == "123456"
+    assert VerifyRequest("7", raw).code == "123456"
 
 
 @pytest.mark.parametrize("raw", [-1, 11, 2.0, True, "2"])

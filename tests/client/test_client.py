@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from phoneconfirm_async import (
+    ApiError,
     AuthenticationError,
     ConfigurationError,
     DomainNotAuthorizedError,
@@ -87,20 +88,21 @@ async def test_invalid_status_is_a_result(
     [
         pytest.param({"api_key": "wrong-key"}, AuthenticationError, 2, id="error-2"),
         pytest.param({"domain": "evil.example"}, DomainNotAuthorizedError, 3, id="error-3"),
-        pytest.param({"country_code": "0"}, InvalidRequestError, 4, id="error-4"),
+        pytest.param({"phone": "5555550199"}, InvalidRequestError, 4, id="error-4"),
     ],
 )
 async def test_error_codes_map_to_exceptions(
     transport: str,
-    emulator: Emulator,
+    make_emulator: EmulatorFactory,
     kwargs: dict[str, str],
     error: type[Exception],
     code: int,
 ) -> None:
     """Each error code of the service raises its exception, with code and HTTP status."""
+    emulator = make_emulator(uncallable_numbers={"5555550199"})
     settings = {"api_key": API_KEY, "domain": DOMAIN}
     settings.update({k: v for k, v in kwargs.items() if k in settings})
-    country_code = kwargs.get("country_code", "1")
+    phone = kwargs.get("phone", "5555550123")
     async with PhoneConfirmClient(
         settings["api_key"],
         settings["domain"],
@@ -108,7 +110,7 @@ async def test_error_codes_map_to_exceptions(
         transport=transport,  # type: ignore[arg-type]
     ) as client:
         with pytest.raises(error) as caught:
-            await client.place_call("5555550123", country_code=country_code, code="4821")
+            await client.place_call(phone, country_code="1", code="4821")
     assert caught.value.code == code  # type: ignore[attr-defined]
     assert caught.value.status_code == (503 if code == 3 else 200)  # type: ignore[attr-defined]
     assert emulator.request_count == 1  # none of these is retried
@@ -124,12 +126,18 @@ async def test_unknown_transaction_is_error_5(
     assert caught.value.code == 5
 
 
-async def test_error_1_from_the_service(make_client: ClientFactory, emulator: Emulator) -> None:
-    """An error 1 the service raises (here: a 16-digit E.164 number) maps to code 4/1 errors."""
+async def test_a_country_code_nobody_has_is_refused_before_sending(
+    make_client: ClientFactory, emulator: Emulator
+) -> None:
+    """+999 is no country's code (libphonenumber): refused here, not by the service."""
     async with make_client(emulator) as client:
-        with pytest.raises(InvalidRequestError) as caught:
+        with pytest.raises(ValidationError) as caught:
             await client.place_call("5555501990123", country_code="999", code="4821")
-    assert caught.value.code == 4
+        assert caught.value.field == "country_code"
+        with pytest.raises(ValidationError) as caught:
+            await client.place_call("+999 5555501990", code="4821")
+        assert caught.value.field == "phone"
+    assert emulator.request_count == 0
 
 
 async def test_server_side_redial_arguments_are_sent(
@@ -171,6 +179,28 @@ async def test_lifecycle_errors(make_client: ClientFactory, emulator: Emulator) 
         await client.__aenter__()
 
 
+async def test_a_base_url_without_services_says_where_the_endpoints_are(
+    transport: str, emulator: Emulator
+) -> None:
+    """The emulator's root instead of its ``/services``: a 404 that names the path asked
+    (not the query, which holds the key) and hints at ``/services``."""
+    root = emulator.base_url.removesuffix("/services")
+    async with PhoneConfirmClient(
+        API_KEY,
+        DOMAIN,
+        base_url=root,
+        transport=transport,  # type: ignore[arg-type]
+    ) as client:
+        with pytest.raises(ApiError) as caught:
+            await client.place_call("5555550123", country_code="1", code="4821")
+    message = str(caught.value)
+    assert "unexpected HTTP 404 answer from /phoneconfirm/placecall/" in message
+    assert "the base URL ends in /services" in message
+    assert API_KEY not in message
+    assert "4821" not in message
+    assert emulator.calls == []
+
+
 async def test_validation_failure_sends_nothing(
     make_client: ClientFactory, emulator: Emulator
 ) -> None:
@@ -185,7 +215,7 @@ async def test_validation_failure_sends_nothing(
                 "5555550123", country_code="1", code="1", call_place_time=datetime(2026, 1, 1)
             )
         with pytest.raises(ValidationError, match="code"):
-            await client.verify_code("123", "12 34")
+            await client.verify_code("123", "12.34")
     assert emulator.request_count == 0
 
 
