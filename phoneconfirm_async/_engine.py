@@ -14,7 +14,7 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 import anyio
 
@@ -355,8 +355,8 @@ class _Attempt:
         if status >= 500:
             error = ServerError("server trouble, no error body", status_code=status)
         elif not 200 <= status < 300:
-            error = ApiError(f"unexpected HTTP {status} answer", code=None, status_code=status)
-            raise error  # not the service speaking (a wrong base_url?): nothing to retry
+            # Not the service speaking (a wrong base_url?): nothing to retry.
+            raise ApiError(self._unexpected(status), code=None, status_code=status)
         else:
             error = parse_error or ParseError(
                 "the answer has no 'error' field", status_code=status
@@ -367,6 +367,18 @@ class _Attempt:
 
     def _redact(self, text: str) -> str:
         return self.engine.redact(text, self.code)
+
+    def _unexpected(self, status: int) -> str:
+        """An HTTP error no Phone Confirm endpoint answers: name the path asked (never the
+        query, which holds the key) and, for a 404, where the endpoints live."""
+        path = urlsplit(self.url).path
+        text = f"unexpected HTTP {status} answer from {path}"
+        if status == 404:
+            text += (
+                ": no Phone Confirm endpoint there; the base URL ends in /services "
+                "(https://www.xverify.com/services)"
+            )
+        return text
 
 
 def _encode(params: Params) -> str:

@@ -209,9 +209,10 @@ def test_confirm_reports_a_locked_session_in_one_line() -> None:
 def test_confirm_reports_a_throttled_phone_in_one_line(tmp_path: Path) -> None:
     """The fourth session for one phone within the hour is refused before any call."""
     store = f"sqlite:///{tmp_path}/sessions.sqlite"
+    args = ("5555550123", "--country-code", "1", "--store", store, "--emulator")
     for _ in range(3):  # each gives up at once (end of input): a session counted anyway
-        assert _confirm("5555550123", "--country-code", "1", "--store", store).returncode == 1
-    done = _confirm("5555550123", "--country-code", "1", "--store", store)
+        assert _confirm(*args).returncode == 1
+    done = _confirm(*args)
     assert done.returncode == 1
     row = json.loads(done.stdout)
     assert (row["outcome"], row["error"]["type"]) == ("throttled", "ThrottledError")

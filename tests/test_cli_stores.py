@@ -43,7 +43,7 @@ async def test_confirm_keeps_its_session_in_the_store(tmp_path: Path) -> None:
     done = await anyio.to_thread.run_sync(
         lambda: _cli(
             *("confirm", "555-555-0123", "--country-code", "1", "--code", "4821"),
-            *("--store", f"sqlite:///{path}"),
+            *("--store", f"sqlite:///{path}", "--emulator"),
             stdin="4821\n",
         )
     )
@@ -60,7 +60,7 @@ async def test_confirm_keeps_its_session_in_the_store(tmp_path: Path) -> None:
 def test_a_store_that_cannot_be_reached_is_one_line_without_its_password() -> None:
     done = _cli(
         *("confirm", "5555550123", "--country-code", "1", "--code", "1"),
-        *("--store", "postgresql://app:hunter2@127.0.0.1:1/signup"),
+        *("--store", "postgresql://app:hunter2@127.0.0.1:1/signup", "--emulator"),
         stdin="",
     )
     assert done.returncode == 2, done.stderr
@@ -78,11 +78,12 @@ def test_a_store_that_cannot_be_reached_is_one_line_without_its_password() -> No
         (("--store", "sqlite:///x.sqlite?lease=soon"), "lease must be a number"),
     ],
 )
-def test_worker_usage_errors_are_one_line(args: tuple[str, ...], says: str) -> None:
+def test_worker_usage_errors_say_what_to_do(args: tuple[str, ...], says: str) -> None:
     done = _cli("worker", *args)
     assert done.returncode == 2
-    assert says in done.stderr
-    assert len(done.stderr.strip().splitlines()) == 1, done.stderr
+    first, *hint = done.stderr.strip().splitlines()
+    assert says in first
+    assert hint == ["Try 'phoneconfirm worker --help' for help."]
 
 
 @pytest.mark.anyio

@@ -55,10 +55,20 @@ def store_from_url(url: str) -> SessionStore:
                     "(no host; only lease and poll_interval parameters)"
                 )
             return SQLiteStore(parts.path[1:], **options)
+        if scheme == "sqlite":
+            # sqlite://file.sqlite (the path read as a host) or sqlite:/file.sqlite.
+            path = url[len("sqlite:") :].partition("?")[0].lstrip("/") or "sessions.sqlite"
+            raise ConfigurationError(
+                "store URL: a SQLite URL has three slashes before a relative path and four "
+                f"before an absolute one: sqlite:///{path} (./{path}) or sqlite:////{path} "
+                f"(/{path})"
+            )
         if scheme in ("postgresql", "postgres") and (parts.netloc or parts.path):
             dsn = urlunsplit(parts._replace(query=urlencode(rest)))
             table = ours.get("table", "phoneconfirm_sessions")
             return PostgresStore(dsn, table=table, **options)
+    except ConfigurationError:
+        raise
     except ValueError as exc:
         raise ConfigurationError(f"store URL: {exc}") from None
     raise ConfigurationError(

@@ -20,6 +20,7 @@ from phoneconfirm_async.cli._calls import place, verify
 from phoneconfirm_async.cli._common import EXIT_INTERRUPTED, EXIT_USAGE
 from phoneconfirm_async.cli._confirm import confirm
 from phoneconfirm_async.cli._emulator import emulator
+from phoneconfirm_async.cli._io import SetupError
 from phoneconfirm_async.cli._worker import worker
 
 __all__ = ["main", "run"]
@@ -38,9 +39,14 @@ for _command in (place, verify, confirm, worker, batch, emulator, bench):
 def run() -> None:
     """The ``phoneconfirm`` entry point: usage and configuration errors in one line, exit 2."""
     try:
-        main.main(standalone_mode=False)
+        main.main(standalone_mode=False, prog_name="phoneconfirm")
+    except SetupError as exc:
+        click.echo(f"phoneconfirm: {exc.format_message()}", err=True)
+        sys.exit(EXIT_USAGE)
     except click.UsageError as exc:
         click.echo(f"phoneconfirm: {exc.format_message()}", err=True)
+        if exc.ctx is not None:
+            click.echo(f"Try '{exc.ctx.command_path} --help' for help.", err=True)
         sys.exit(EXIT_USAGE)
     except click.ClickException as exc:
         exc.show()

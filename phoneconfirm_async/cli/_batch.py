@@ -42,14 +42,39 @@ def batch() -> None:
 def _batch_options(func: Callable[..., Any]) -> Callable[..., Any]:
     options = [
         click.option(
-            "--resend-unknown", is_flag=True, help="Re-send placements of unknown outcome."
+            "--resend-unknown",
+            is_flag=True,
+            help="With `--journal`: send again the placements whose outcome was unknown "
+            "(the call may then be placed twice).",
         ),
         click.option(
-            "--journal", type=click.Path(dir_okay=False, path_type=Path), help="Resume file."
+            "--journal",
+            default=None,
+            type=click.Path(dir_okay=False, path_type=Path),
+            help="A SQLite file recording each row's outcome: a run given the same file "
+            "resumes where the last one stopped.",
         ),
-        click.option("--rate", type=click.FloatRange(min=0, min_open=True), help="Requests/s."),
-        click.option("--concurrency", default=50, show_default=True, type=click.IntRange(min=1)),
-        click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path)),
+        click.option(
+            "--rate",
+            default=None,
+            type=click.FloatRange(min=0, min_open=True),
+            help="Requests started per second at most (default: no limit).",
+        ),
+        click.option(
+            "--concurrency",
+            default=50,
+            show_default=True,
+            type=click.IntRange(min=1),
+            help="Requests in flight at once.",
+        ),
+        click.option(
+            "-o",
+            "--output",
+            default=None,
+            type=click.Path(dir_okay=False, path_type=Path),
+            help="Write the rows to this file: JSON Lines, or CSV when it ends in `.csv` "
+            "(default: JSON Lines on stdout).",
+        ),
         click.argument("input_path", metavar="INPUT", type=click.Path(path_type=Path)),
     ]
     for option in options:
@@ -60,7 +85,8 @@ def _batch_options(func: Callable[..., Any]) -> Callable[..., Any]:
 @batch.command("place")
 @_batch_options
 def batch_place(**kw: Any) -> None:
-    """Place a call for every row (columns phone, country_code, code).
+    """Place a call for every row (columns phone, code, and country_code unless every phone
+    is international, `+15555550123`).
 
     Writes one row per input row (JSON Lines, or CSV when OUTPUT ends in .csv); exits 0
     when every row was placed or answered invalid, 1 when some failed or are unknown.
@@ -112,6 +138,7 @@ def _run_batch_with(operation: str, kw: dict[str, Any], telemetry: dict[str, Any
             **telemetry,
         }
         async with open_client(credentials, **options) as client, anyio.create_task_group() as tg:
+            progress.start()  # after the client's notice (the built-in emulator's, say)
             tg.start_soon(writer.flush_in_bursts)
             if place:
                 items: Any = client.place_many(

@@ -7,11 +7,18 @@ import sys
 import click
 
 from phoneconfirm_async.cli._common import EXIT_FAILED, EXIT_OK
+from phoneconfirm_async.cli._io import SetupError
 
 
 @click.command()
 @click.option("--quick", is_flag=True, help="A small version of each benchmark (about 4 min).")
-@click.option("--json", "json_path", type=click.Path(dir_okay=False), help="Also write JSON.")
+@click.option(
+    "--json",
+    "json_path",
+    default=None,
+    type=click.Path(dir_okay=False),
+    help="Also write the results to this JSON file.",
+)
 def bench(quick: bool, json_path: str | None) -> None:
     """Run the benchmark suite (benchmarks/ of a source checkout) and print its table.
 
@@ -22,7 +29,7 @@ def bench(quick: bool, json_path: str | None) -> None:
         from benchmarks import suite
         from benchmarks._common import machine, write_json
     except ImportError:
-        raise click.UsageError(
+        raise SetupError(
             "phoneconfirm bench runs benchmarks/ from a source checkout: "
             "python -m pip install -e '.[dev]' in the repository"
         ) from None

@@ -18,11 +18,25 @@ from phoneconfirm_async.cli._io import place_row, verify_row
 
 @click.command()
 @click.argument("phone")
-@click.option("--country-code", required=True, help="1-3 digits, '+' allowed.")
+@click.option(
+    "--country-code",
+    default=None,
+    help="1-3 digits, `+` allowed; optional for an international PHONE (`+15555550123`, "
+    "with the `numbers` extra).",
+)
 @click.option("--code", required=True, help="The code to speak: 1-10 letters or digits.")
-@click.option("--format", "response_format", type=click.Choice(["json", "xml"]), default="json")
+@click.option(
+    "--format",
+    "response_format",
+    type=click.Choice(["json", "xml"]),
+    default="json",
+    show_default=True,
+    help="The format the service answers in.",
+)
 @credential_options
-def place(phone: str, country_code: str, code: str, response_format: str, **kw: Any) -> None:
+def place(
+    phone: str, country_code: str | None, code: str, response_format: str, **kw: Any
+) -> None:
     """Place one call; print the result row; exit 0 when the call was placed."""
     credentials = credentials_from(kw)
 
@@ -40,7 +54,11 @@ def place(phone: str, country_code: str, code: str, response_format: str, **kw: 
 
 @click.command()
 @click.argument("transaction_number")
-@click.option("--code", required=True, help="The code the person typed.")
+@click.option(
+    "--code",
+    required=True,
+    help="The code the person typed (spaces and dashes allowed).",
+)
 @credential_options
 def verify(transaction_number: str, code: str, **kw: Any) -> None:
     """Verify one code; print the result row; exit 0 when the code was verified."""

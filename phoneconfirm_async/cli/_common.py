@@ -21,7 +21,7 @@ from phoneconfirm_async import (
     SessionStore,
     store_from_url,
 )
-from phoneconfirm_async.cli._io import dumps_row
+from phoneconfirm_async.cli._io import SetupError, dumps_row
 
 T = TypeVar("T")
 
@@ -40,10 +40,22 @@ class Credentials:
     domain: str | None
     base_url: str | None
     secret_key: str | None
+    emulator: bool = False
 
     @property
     def wants_emulator(self) -> bool:
-        return not self.api_key and not self.base_url
+        """``--emulator``, or (for the demo commands) neither a key nor a base URL given."""
+        return self.emulator or (not self.api_key and not self.base_url)
+
+    def require_service(self, why: str) -> None:
+        """Refuse the implicit emulator: where a command's work is real (a store's
+        sessions), running it on a private emulator would burn them without a call."""
+        if not self.emulator and not self.api_key:
+            env = PhoneConfirmClient.env_vars["api_key"]
+            raise SetupError(
+                f"{why} needs the service's API key: set {env} (or pass --api-key), "
+                "or pass --emulator to use the built-in emulator"
+            )
 
 
 def credential_options(func: Callable[..., Any]) -> Callable[..., Any]:
@@ -51,10 +63,37 @@ def credential_options(func: Callable[..., Any]) -> Callable[..., Any]:
     to the client's environment variable."""
     env = PhoneConfirmClient.env_vars
     options = [
-        click.option("--secret-key", envvar=env["secret_key"], help="Secret key."),
-        click.option("--base-url", envvar=env["base_url"], help="Service base URL."),
-        click.option("--domain", envvar=env["domain"], help="Domain trusted for the key."),
-        click.option("--api-key", envvar=env["api_key"], help="API key."),
+        click.option(
+            "--emulator",
+            is_flag=True,
+            help="Run on the built-in emulator (a free loopback port) instead of the service; "
+            "the default of the demo commands when no API key or base URL is given.",
+        ),
+        click.option(
+            "--secret-key",
+            envvar=env["secret_key"],
+            default=None,
+            help=f"The account's secret key, sent with each call (env `{env['secret_key']}`).",
+        ),
+        click.option(
+            "--base-url",
+            envvar=env["base_url"],
+            default=None,
+            help=f"The service's base URL, ending in `/services` (env `{env['base_url']}`; "
+            "default: `https://www.xverify.com/services`).",
+        ),
+        click.option(
+            "--domain",
+            envvar=env["domain"],
+            default=None,
+            help=f"The domain trusted for the key (env `{env['domain']}`).",
+        ),
+        click.option(
+            "--api-key",
+            envvar=env["api_key"],
+            default=None,
+            help=f"The account's API key (env `{env['api_key']}`).",
+        ),
     ]
     for option in options:
         func = option(func)
@@ -78,12 +117,20 @@ def parse_store(
 
 
 def credentials_from(kwargs: dict[str, Any]) -> Credentials:
-    return Credentials(
+    credentials = Credentials(
         kwargs.pop("api_key"),
         kwargs.pop("domain"),
         kwargs.pop("base_url"),
         kwargs.pop("secret_key"),
+        kwargs.pop("emulator"),
     )
+    if credentials.emulator and (credentials.api_key or credentials.base_url):
+        names = PhoneConfirmClient.env_vars
+        raise click.UsageError(
+            f"--emulator excludes a service: unset --api-key/--base-url ({names['api_key']}, "
+            f"{names['base_url']})"
+        )
+    return credentials
 
 
 @contextlib.asynccontextmanager
@@ -101,9 +148,10 @@ async def open_client(
             from phoneconfirm_async.emulator import DEFAULT_API_KEY, DEFAULT_DOMAIN, run_emulator
 
             emulator = await stack.enter_async_context(run_emulator())
+            why = "--emulator" if credentials.emulator else "no API key or base URL given"
             click.echo(
-                f"phoneconfirm: no API key or base URL given: using the built-in emulator at "
-                f"{emulator.base_url}",
+                f"phoneconfirm: {why}: using the built-in emulator at {emulator.base_url} "
+                "(nobody is phoned)",
                 err=True,
             )
             client = PhoneConfirmClient(
@@ -135,7 +183,7 @@ def run_async(main: Callable[[], Awaitable[T]]) -> T:
         with fewer_collections():
             return anyio.run(main, backend_options={"use_uvloop": _uvloop_wanted()})
     except ConfigurationError as exc:
-        raise click.UsageError(str(exc)) from None
+        raise SetupError(str(exc)) from None
 
 
 #: Allocations between two young-generation collections while a command runs (Python: 700).

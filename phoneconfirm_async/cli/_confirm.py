@@ -56,16 +56,28 @@ def _parse_at(value: str | None) -> datetime | float | None:
 
 @click.command()
 @click.argument("phone")
-@click.option("--country-code", required=True, help="1-3 digits, '+' allowed.")
+@click.option(
+    "--country-code",
+    default=None,
+    help="1-3 digits, `+` allowed; optional for an international PHONE (`+15555550123`, "
+    "with the `numbers` extra).",
+)
 @click.option(
     "--code", default=None, help="The code to speak, 4-10 characters (default: six random digits)."
 )
-@click.option("--redial-count", default=0, show_default=True, type=click.IntRange(0, 10))
+@click.option(
+    "--redial-count",
+    default=0,
+    show_default=True,
+    type=click.IntRange(0, 10),
+    help="Calls after the first while nobody verifies (0-10), placed by this process.",
+)
 @click.option(
     "--redial-interval",
     default=60.0,
     show_default=True,
     type=click.FloatRange(min=0, min_open=True),
+    help="Seconds from one answered call to the next (at most `--code-ttl`).",
 )
 @click.option("--at", "at", default=None, help="When to call: seconds from now or ISO time.")
 @click.option(
@@ -93,7 +105,7 @@ def _parse_at(value: str | None) -> datetime | float | None:
 @otel_option
 def confirm(
     phone: str,
-    country_code: str,
+    country_code: str | None,
     code: str | None,
     redial_count: int,
     redial_interval: float,
@@ -106,15 +118,17 @@ def confirm(
 ) -> None:
     """Call PHONE (and redial), then ask for the code the person heard until it verifies.
 
-    With ``--store`` the session lives in a durable store: ``phoneconfirm worker``
+    With `--store` the session lives in a durable store: `phoneconfirm worker`
     processes on it may place its calls, and Ctrl-C leaves it pending there (end of input
     cancels it). The session follows the default confirmation policy, with
-    ``--max-verify-attempts`` and ``--code-ttl``. Exits 0 when verified; 1 when the session
-    ended otherwise (its ``outcome``: exhausted, locked after the last wrong code, expired,
-    cancelled, failed, or throttled by the policy before any call, with ``retry_after``);
-    130 on Ctrl-C (``EXIT_INTERRUPTED``).
+    `--max-verify-attempts` and `--code-ttl`. Exits 0 when verified; 1 when the session
+    ended otherwise (its `outcome`: exhausted, locked after the last wrong code, expired,
+    cancelled, failed, or throttled by the policy before any call, with `retry_after`);
+    130 on Ctrl-C. With `--store`, the service's API key is required (or `--emulator`).
     """
     credentials = credentials_from(kw)
+    if store is not None:
+        credentials.require_service("--store")
     when = _parse_at(at)
     policy = ConfirmationPolicy(max_verify_attempts=max_verify_attempts, code_ttl=code_ttl)
 

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from phoneconfirm_async.cli._common import EXIT_FAILED, EXIT_OK, fewer_collections
+from phoneconfirm_async.cli._io import SetupError
 
 if TYPE_CHECKING:
     from phoneconfirm_async.emulator import Emulator
@@ -15,13 +16,52 @@ if TYPE_CHECKING:
 
 @click.command()
 @click.option("--host", default="127.0.0.1", show_default=True, help="Interface to bind.")
-@click.option("--port", default=8099, show_default=True, type=click.IntRange(0, 65535))
-@click.option("--api-key", "api_keys", multiple=True, help="Accepted key (repeatable).")
-@click.option("--trusted-domain", "trusted_domains", multiple=True, help="Trusted domain.")
-@click.option("--latency-ms", default=0.0, type=click.FloatRange(min=0), help="Added latency.")
-@click.option("--fault-rate", default=0.0, type=click.FloatRange(0, 1), help="Fault probability.")
-@click.option("--answer-on-attempt", default=1, type=click.IntRange(min=1), show_default=True)
-@click.option("--seed", type=int, default=None, help="Seed for reproducible faults.")
+@click.option(
+    "--port",
+    default=8099,
+    show_default=True,
+    type=click.IntRange(0, 65535),
+    help="Port to listen on (0: a free one).",
+)
+@click.option(
+    "--api-key",
+    "api_keys",
+    multiple=True,
+    default=(),
+    help="An accepted API key (repeatable; default: `emulator-key`).",
+)
+@click.option(
+    "--trusted-domain",
+    "trusted_domains",
+    multiple=True,
+    default=(),
+    help="A domain trusted for the keys (repeatable; default: `example.com`).",
+)
+@click.option(
+    "--latency-ms",
+    default=0.0,
+    show_default=True,
+    type=click.FloatRange(min=0),
+    help="Latency added to every answer, in milliseconds.",
+)
+@click.option(
+    "--fault-rate",
+    default=0.0,
+    show_default=True,
+    type=click.FloatRange(0, 1),
+    help="Probability per request of a fault: HTTP 500, 503 or 429, a reset, a hang, a "
+    "truncated or an HTML answer.",
+)
+@click.option(
+    "--answer-on-attempt",
+    default=1,
+    type=click.IntRange(min=1),
+    show_default=True,
+    help="The call (1 = the first) on which the person answers and hears the code.",
+)
+@click.option(
+    "--seed", type=int, default=None, help="Seed for reproducible faults (default: random)."
+)
 def emulator(
     host: str,
     port: int,
@@ -60,7 +100,7 @@ def _serve(
     try:
         server.start()
     except OSError as exc:
-        raise click.UsageError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
+        raise SetupError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
     keys = "the default key 'emulator-key'" if not api_keys else f"{len(api_keys)} key(s)"
     domains = ", ".join(trusted)
     click.echo(

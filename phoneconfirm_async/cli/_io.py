@@ -22,7 +22,9 @@ import click
 
 from phoneconfirm_async import BatchItem, CallOutcomeUnknownError, PhoneConfirmError
 
-PLACE_COLUMNS: Final = ("phone", "country_code", "code")
+#: The columns a placement's input must have; ``country_code`` too, unless every phone is
+#: international (``+15555550123``, with the ``numbers`` extra).
+PLACE_COLUMNS: Final = ("phone", "code")
 VERIFY_COLUMNS: Final = ("transaction_number", "code")
 PLACE_OUTPUT: Final = (
     "row",
@@ -38,7 +40,13 @@ VERIFY_OUTPUT: Final = ("row", "transaction_number", "outcome", "status", "messa
 _JSONL: Final = (".jsonl", ".ndjson", ".json")
 
 
-class InputError(click.UsageError):
+class SetupError(click.ClickException):
+    """A configuration error found after the flags parsed: one line on stderr, exit 2."""
+
+    exit_code = 2
+
+
+class InputError(SetupError):
     """An input file that cannot be read as rows (exit status 2, one line)."""
 
 
@@ -139,7 +147,7 @@ class RowWriter:
                 path.open("w", newline="", encoding="utf-8") if path else sys.stdout
             )
         except OSError as exc:
-            raise click.UsageError(f"cannot write {path}: {exc.strerror or exc}") from None
+            raise SetupError(f"cannot write {path}: {exc.strerror or exc}") from None
         self.owned = path is not None
         self._csv_writer: Any = None
         if self.csv:
@@ -252,6 +260,11 @@ class Progress:
         self.outcomes: Counter[str] = Counter()
         self._bar: Any = None
         self._task: Any = None
+        self._total = total
+        self._label = label
+
+    def start(self) -> None:
+        """Show the bar (once what the command says before its work has been said)."""
         if sys.stderr.isatty():
             from rich.console import Console
             from rich.progress import (
@@ -270,7 +283,7 @@ class Progress:
                 console=Console(stderr=True),
                 transient=True,
             )
-            self._task = self._bar.add_task(label, total=total)
+            self._task = self._bar.add_task(self._label, total=self._total)
             self._bar.start()
 
     def advance(self, outcome: str) -> None:

@@ -15,6 +15,8 @@ from typing import Any, Final
 
 import click
 
+from phoneconfirm_async.cli._io import SetupError
+
 #: What to install for ``--otel`` (the ``otel`` extra has the API only).
 INSTALL_HINT: Final = (
     "--otel needs the OpenTelemetry SDK and an OTLP exporter: "
@@ -39,7 +41,7 @@ def telemetry_options(enabled: bool) -> Iterator[dict[str, Any]]:
     and shut down when the block ends).
 
     Raises:
-        click.UsageError: ``enabled`` and the SDK or an OTLP exporter is not installed.
+        SetupError: ``enabled`` and the SDK or an OTLP exporter is not installed.
     """
     if not enabled:
         yield {"telemetry": False}
@@ -64,7 +66,7 @@ def _sdk_providers() -> tuple[Any, Any]:
         from opentelemetry.sdk.trace import TracerProvider
         from opentelemetry.sdk.trace.export import BatchSpanProcessor
     except ImportError:
-        raise click.UsageError(INSTALL_HINT) from None
+        raise SetupError(INSTALL_HINT) from None
     span_exporter, metric_exporter = _exporters()
     named = os.environ.get("OTEL_SERVICE_NAME") or "service.name=" in os.environ.get(
         "OTEL_RESOURCE_ATTRIBUTES", ""
@@ -102,4 +104,4 @@ def _exporters() -> tuple[Any, Any]:
         except ImportError:
             continue
         return OTLPSpanExporter(), OTLPMetricExporter()
-    raise click.UsageError(INSTALL_HINT)
+    raise SetupError(INSTALL_HINT)

@@ -42,11 +42,13 @@ from phoneconfirm_async.cli._otel import otel_option, telemetry_options
 )
 @click.option(
     "--rate",
+    default=None,
     type=click.FloatRange(min=0, min_open=True),
     help="Calls this worker starts per second at most (default: no limit).",
 )
 @click.option(
     "--max-calls-per-hour",
+    default=None,
     type=click.IntRange(min=1),
     envvar="PHONECONFIRM_MAX_CALLS_PER_HOUR",
     help="The spend cap: calls placed by every worker on the store in the trailing hour; "
@@ -68,10 +70,14 @@ def worker(
     claimed by exactly one of them, and a worker killed mid-call never causes a second
     call. SIGTERM stops it cleanly (exit 0): calls in flight are settled, sessions stay
     pending for the others. Ctrl-C exits 130.
+
+    It needs the service's API key: without one it refuses to start (exit 2) rather than
+    place the store's calls on a private emulator; `--emulator` asks for that explicitly.
     """
     credentials = credentials_from(kw)
     if not store.durable:
         raise click.BadParameter("a worker needs a durable store", param_hint="--store")
+    credentials.require_service("a worker")
     # The sessions carry their own attempt limit and code lifetime (set where they were
     # scheduled); a worker applies only the spend cap, to the calls it claims.
     policy = ConfirmationPolicy(max_calls_per_hour=max_calls_per_hour)

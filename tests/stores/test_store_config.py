@@ -64,6 +64,24 @@ def test_bad_urls_say_why_without_the_password(url: str, says: str) -> None:
     assert "pw" not in str(caught.value)
 
 
+@pytest.mark.parametrize(
+    ("url", "right"),
+    [
+        ("sqlite://sessions.sqlite", "sqlite:///sessions.sqlite"),
+        ("sqlite:app.sqlite", "sqlite:///app.sqlite"),
+        ("sqlite://", "sqlite:///sessions.sqlite"),
+    ],
+)
+def test_a_sqlite_url_with_too_few_slashes_shows_the_right_form(url: str, right: str) -> None:
+    """The classic slip: two slashes. The error says it is the slashes, not the scheme."""
+    with pytest.raises(ConfigurationError) as caught:
+        store_from_url(url)
+    message = str(caught.value)
+    assert "three slashes before a relative path and four before an absolute one" in message
+    assert right in message
+    assert "scheme" not in message
+
+
 @pytest.mark.anyio
 async def test_an_unusable_sqlite_path_names_the_store(tmp_path: Path) -> None:
     store = SQLiteStore(tmp_path / "missing-directory" / "sessions.sqlite")
