@@ -3,8 +3,9 @@
     PHONECONFIRM_API_KEY=... PHONECONFIRM_DOMAIN=... \\
         uvicorn examples.web_backend:app --workers 2
 
-- ``POST /confirm`` with ``{"phone": "...", "country_code": "1"}`` starts a session (the
-  library draws the code; it is spoken by phone, never returned) and answers
+- ``POST /confirm`` with ``{"phone": "+15555550123"}`` (or a national number and
+  ``"country_code": "1"``) starts a session (the library draws the code; it is spoken by
+  phone, never returned) and answers
   ``{"id": "...", "state": "scheduled"}``. Keep the id in the user's web session. Over a
   throttle of the confirmation policy (three sessions per phone and ten per client
   address an hour) it answers ``429`` with ``Retry-After``.
@@ -14,7 +15,9 @@
   ``{"state": "locked" | "expired" | "verified" | ...}``.
 - ``GET /confirm/{id}`` answers ``{"state": "...", "calls": n}``.
 
-``PHONECONFIRM_COUNTRIES`` (a comma list such as ``1,44``) restricts the countries called.
+``PHONECONFIRM_COUNTRIES`` (a comma list such as ``1,44``) restricts the countries called;
+premium-rate and shared-cost numbers, what toll fraud dials, are refused (``422``; the
+``numbers`` extra, in ``dev``, checks them).
 
 Sessions live in the store ``PHONECONFIRM_STORE`` names (default
 ``sqlite:///phoneconfirm-sessions.sqlite``, shared by the workers of one host; a
@@ -58,9 +61,13 @@ def store_from_environment() -> SessionStore:
 
 
 def policy_from_environment() -> ConfirmationPolicy:
-    """The default policy, with the allow-list of ``PHONECONFIRM_COUNTRIES`` if set."""
+    """The default policy, refusing premium-rate and shared-cost numbers, with the
+    allow-list of ``PHONECONFIRM_COUNTRIES`` if set."""
     countries = os.environ.get("PHONECONFIRM_COUNTRIES", "").replace(" ", "")
-    return ConfirmationPolicy(allowed_countries=countries.split(",") if countries else None)
+    return ConfirmationPolicy(
+        allowed_countries=countries.split(",") if countries else None,
+        blocked_number_types={"premium_rate", "shared_cost"},
+    )
 
 
 def create_app(
@@ -95,8 +102,8 @@ def create_app(
         client = request.client.host if request.client else "unknown"
         try:
             session = await scheduler.schedule(
-                str(body.get("phone", "")),
-                country_code=str(body.get("country_code", "")),
+                body.get("phone", ""),  # a missing or mistyped field breaks its rule: 422
+                country_code=body.get("country_code"),
                 redial_count=redial_count,
                 redial_interval=redial_interval,
                 throttle_key=f"ip:{client}",

@@ -112,8 +112,15 @@ async def test_guessing_locks_and_repeats_are_throttled(
         german = await web.post("/confirm", json={"phone": "301234567", "country_code": "49"})
         assert german.status_code == 422
         assert german.json()["error"]["field"] == "country_code"
-        assert await anyio.to_thread.run_sync(emulator.wait_for_calls, 3, 10.0)
-    assert len(emulator.calls) == 3  # the throttled request phoned nobody
+        for refused in ({"phone": "+1 900 234 5678"}, {"phone": None}, {"phone": ["1"]}):
+            answer = await web.post("/confirm", json=refused)
+            assert answer.status_code == 422, refused
+            assert answer.json()["error"]["field"] == "phone"
+        british = await web.post("/confirm", json={"phone": "+44 20 7946 0018"})
+        assert british.status_code == 201
+        assert await anyio.to_thread.run_sync(emulator.wait_for_calls, 4, 10.0)
+    assert len(emulator.calls) == 4  # the throttled and refused requests phoned nobody
+    assert emulator.calls[-1].country_code == "44"
 
 
 def _free_port() -> int:
