@@ -11,6 +11,7 @@ word on the extra. The library is imported on first use, not with the package.
 from __future__ import annotations
 
 import functools
+import re
 from types import ModuleType
 from typing import Any, Final
 
@@ -71,13 +72,23 @@ def international(text: str, country_code: str | None) -> tuple[str, str]:
             "an international number (+...) needs the 'numbers' extra "
             f"({EXTRA_HINT}); or give the national number and country_code",
         )
-    number = _parse(lib, text, None)
-    found = str(number.country_code)
+    digits = text[1:]
+    # Country calling codes are a prefix code: the first of the 1-3 digit prefixes that is
+    # one is the number's.
+    for size in (1, 2, 3):
+        found = digits[:size]
+        if lib.region_code_for_country_code(int(found)) != "ZZ":
+            break
+    else:
+        raise ValidationError("phone", "starts with no country calling code (libphonenumber)")
     if country_code is not None and country_code != found:
         raise ValidationError(
             "country_code", f"+{country_code} differs from the number's own (+{found})"
         )
-    return _checked(lib, number)
+    rest = digits[len(found) :]
+    if _rewritten(found).match(rest) is None:
+        return _possible(rest, found)
+    return _checked(lib, _parse(lib, text, None))
 
 
 def national(digits: str, country_code: str) -> tuple[str, str]:
@@ -90,6 +101,8 @@ def national(digits: str, country_code: str) -> tuple[str, str]:
         raise ValidationError(
             "country_code", f"+{country_code} is not a country calling code (libphonenumber)"
         )
+    if _rewritten(country_code).match(digits) is None:
+        return _possible(digits, country_code)
     # A region parses the trunk prefix ("020 ..." in the UK, a leading 1 in the US);
     # a non-geographic code (+800) has none, and parses in international form.
     if region == "001":
@@ -108,6 +121,50 @@ def number_type(phone: str, country_code: str) -> str:
         if getattr(lib.PhoneNumberType, name.upper()) == kind:
             return name
     return "unknown"
+
+
+def _possible(digits: str, country_code: str) -> tuple[str, str]:
+    """Digits that are the national significant number as they stand (``parse()``, at 17
+    us a number, has nothing to rewrite in them), checked by their length alone: what
+    libphonenumber's possible-number test looks at."""
+    why = _why_not_possible(country_code, len(digits))
+    if why is not None:
+        raise ValidationError("phone", why)
+    return digits, country_code
+
+
+@functools.cache
+def _why_not_possible(country_code: str, length: int) -> str | None:
+    lib = library()
+    assert lib is not None
+    sample = lib.PhoneNumber(country_code=int(country_code), national_number=int("9" * length))
+    try:
+        _checked(lib, sample)
+    except ValidationError as error:
+        return error.rule
+    return None
+
+
+@functools.cache
+def _rewritten(country_code: str) -> re.Pattern[str]:
+    """What ``parse()`` may rewrite at the start of a national number of this country: its
+    international (IDD) prefix, its national (trunk) prefix or carrier codes, and the
+    country code itself. A pattern that can match nothing at all (Argentina's) sends
+    every number through ``parse()``. ``tests/test_numbers.py`` checks the shortcut against
+    ``parse()`` on generated numbers of many countries."""
+    lib = library()
+    assert lib is not None
+    region = lib.region_code_for_country_code(int(country_code))
+    metadata = lib.PhoneMetadata.metadata_for_region_or_calling_code(int(country_code), region)
+    patterns = [re.escape(country_code)]
+    if metadata is not None:
+        if metadata.international_prefix:
+            patterns.append(metadata.international_prefix)
+        if metadata.national_prefix_for_parsing:
+            patterns.append(metadata.national_prefix_for_parsing)
+        elif metadata.national_prefix:
+            patterns.append(re.escape(metadata.national_prefix))
+    return re.compile("|".join(f"(?:{pattern})" for pattern in patterns))
 
 
 def _parse(lib: ModuleType, text: str, region: str | None) -> Any:

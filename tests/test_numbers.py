@@ -7,8 +7,13 @@ import json
 import subprocess
 import sys
 import textwrap
+from collections.abc import Callable
+from types import ModuleType
 
+import phonenumbers
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from phoneconfirm_async import (
     ConfigurationError,
@@ -16,6 +21,7 @@ from phoneconfirm_async import (
     PhoneConfirmClient,
     PlaceCallRequest,
     ValidationError,
+    _numbers,
 )
 from phoneconfirm_async.emulator import Emulator
 from tests.conftest import API_KEY, DOMAIN
@@ -69,6 +75,54 @@ def test_impossible_numbers_say_why(
     assert caught.value.field == field
     assert says in caught.value.rule
     assert "0123" not in str(caught.value)  # the number itself is never in the error
+
+
+def _outcome(check: Callable[..., tuple[str, str]], *args: str | None) -> object:
+    """What a check returns, or the field and rule it refuses with."""
+    try:
+        return check(*args)
+    except ValidationError as error:
+        return (error.field, error.rule)
+
+
+def _library() -> ModuleType:
+    lib = _numbers.library()
+    assert lib is not None
+    return lib
+
+
+def _parsed(text: str, region: str | None) -> object:
+    """What libphonenumber's own ``parse()`` makes of a number: the slow path, always."""
+    lib = _library()
+    return _outcome(lambda: _numbers._checked(lib, _numbers._parse(lib, text, region)))
+
+
+_CODES = sorted(str(code) for code in phonenumbers.COUNTRY_CODE_TO_REGION_CODE)
+_TRICKY_STARTS = ["", "", "0", "00", "1", "8", "9", "011", "0011", "15", "90", "44", "810"]
+
+
+@settings(max_examples=3000, deadline=None)
+@given(
+    country_code=st.sampled_from(_CODES),
+    start=st.sampled_from(_TRICKY_STARTS),
+    rest=st.text(alphabet="0123456789", min_size=1, max_size=15),
+)
+def test_the_shortcut_agrees_with_parse(country_code: str, start: str, rest: str) -> None:
+    """Numbers that ``parse()`` would not rewrite skip it (17 us a number); for every
+    country and for starts that look like trunk, international or country prefixes, the
+    wire form (or the refusal) is the one ``parse()`` gives."""
+    digits = (start + rest)[:15]
+    if len(digits) < 4:
+        return
+    region = phonenumbers.region_code_for_country_code(int(country_code))
+    if region == "001":  # a non-geographic code parses in international form
+        expected = _parsed(f"+{country_code}{digits}", None)
+    else:
+        expected = _parsed(digits, region)
+    assert _outcome(_numbers.national, digits, country_code) == expected
+    international = f"+{country_code}{digits}"[:16]
+    expected = _parsed(international, None)
+    assert _outcome(_numbers.international, international, None) == expected
 
 
 @pytest.mark.anyio
