@@ -115,7 +115,14 @@ def national(digits: str, country_code: str) -> tuple[str, str]:
 def number_type(phone: str, country_code: str) -> str:
     """The libphonenumber type of a number in wire form, by its ``NUMBER_TYPES`` name."""
     lib = require("blocked_number_types")
-    number = _parse(lib, f"+{country_code}{phone}", None)
+    # The wire form is the number's parts: no parse() (it could read a trunk prefix into
+    # a national significant number that starts like one).
+    number = lib.PhoneNumber(country_code=int(country_code), national_number=int(phone))
+    if len(phone) > 1 and phone[0] == "0":  # significant leading zeros (Italy's)
+        number.italian_leading_zero = True
+        zeros = min(len(phone) - len(phone.lstrip("0")), len(phone) - 1)
+        if zeros != 1:
+            number.number_of_leading_zeros = zeros
     kind = lib.number_type(number)
     for name in NUMBER_TYPES:
         if getattr(lib.PhoneNumberType, name.upper()) == kind:

@@ -125,6 +125,31 @@ def test_the_shortcut_agrees_with_parse(country_code: str, start: str, rest: str
     assert _outcome(_numbers.international, international, None) == expected
 
 
+@pytest.mark.parametrize("region", ["US", "GB", "IT", "RU", "DE", "FR", "AU", "JP", "BR", "AR"])
+def test_number_types_from_the_wire_form(region: str) -> None:
+    """libphonenumber's example number of each type, typed in international form, keeps
+    its type through the wire form (Italy's leading zero, Russia's 8 included)."""
+    checked = 0
+    for name in _numbers.NUMBER_TYPES:
+        kind = getattr(phonenumbers.PhoneNumberType, name.upper())
+        example = phonenumbers.example_number_for_type(region, kind)
+        if example is None or name == "unknown":
+            continue
+        typed = phonenumbers.format_number(example, phonenumbers.PhoneNumberFormat.E164)
+        try:
+            request = PlaceCallRequest(typed, None, "1234")
+        except ValidationError:
+            continue  # a type whose example is not callable as a whole number (local only)
+        expected = _numbers.NUMBER_TYPES[
+            [
+                getattr(phonenumbers.PhoneNumberType, n.upper()) for n in _numbers.NUMBER_TYPES
+            ].index(phonenumbers.number_type(example))
+        ]
+        assert _numbers.number_type(request.phone, request.country_code) == expected, typed
+        checked += 1
+    assert checked >= 2
+
+
 @pytest.mark.anyio
 async def test_blocked_number_types_are_refused_at_schedule(emulator: Emulator) -> None:
     """Premium-rate and shared-cost numbers are refused before anything is stored or
