@@ -193,3 +193,22 @@ def test_the_emulator_notice_comes_before_the_progress_bar() -> None:
     notice = text.index("using the built-in emulator")
     assert notice < text.index("place numbers.csv"), text
     assert text.lstrip().startswith("phoneconfirm: no API key or base URL given"), text[:200]
+
+
+def test_a_batch_of_international_numbers_needs_no_country_code_column(tmp_path: Path) -> None:
+    """Rows as a sign-up form collects them: international numbers, codes with spaces; a
+    national number without its country code is a failed row, reported and not dropped."""
+    source = tmp_path / "in.csv"
+    source.write_text(
+        "phone,code\n+1 555-555-0123,12 34\n+44 20 7946 0018,5678\n555-555-0199,1234\n"
+    )
+    done = _cli("batch", "place", str(source))
+    assert done.returncode == 1
+    rows = [json.loads(line) for line in done.stdout.splitlines()]
+    assert [row["outcome"] for row in sorted(rows, key=lambda r: r["row"])] == [
+        "placed",
+        "placed",
+        "failed",
+    ]
+    failed = next(row for row in rows if row["row"] == 3)
+    assert failed["error"]["message"].startswith("country_code: is required")
