@@ -2,7 +2,8 @@
 
 Checks that the package comes from the virtual environment, that ``phoneconfirm
 --version`` reports the release, and that place, verify and confirm work against the
-built-in emulator and against an emulator served by the installed package.
+built-in emulator and against an emulator served by the installed package, and that an
+international number, without the ``numbers`` extra, is refused with a word on it.
 """
 
 from __future__ import annotations
@@ -51,6 +52,9 @@ def main() -> None:
     assert phoneconfirm("place", *PHONE, "--code", "4821")["outcome"] == "placed"
     confirmed = phoneconfirm("confirm", *PHONE, "--code", "4821", stdin="0000\n4821\n")
     assert confirmed["outcome"] == "verified", confirmed
+    # The cli extra alone has no libphonenumber: an international number names the extra.
+    international = phoneconfirm("place", "+15555550123", "--code", "4821", expect=1)
+    assert "'numbers' extra" in international["error"]["message"], international
 
     # Place, then verify in a second command, on one emulator from the installed package.
     emulator = Emulator(EmulatorConfig())
