@@ -3,8 +3,9 @@
 One module per command group: ``_calls`` (place, verify), ``_confirm``, ``_worker``, ``_batch``,
 ``_emulator``, ``_bench``; ``_common`` and ``_io`` hold what they share. Progress and
 summaries go to stderr, result rows to stdout, so output can be piped. Credentials come from
-flags or the environment; with neither a key nor a base URL, commands run against the
-built-in emulator on a free loopback port and say so on stderr.
+flags or the environment; with neither a key nor a base URL, the demo commands run against
+the built-in emulator on a free loopback port and say so on stderr, while ``worker`` and a
+``--store`` refuse to start (their work is a real store's sessions).
 """
 
 from __future__ import annotations
@@ -37,7 +38,8 @@ for _command in (place, verify, confirm, worker, batch, emulator, bench):
 
 
 def run() -> None:
-    """The ``phoneconfirm`` entry point: usage and configuration errors in one line, exit 2."""
+    """The ``phoneconfirm`` entry point: exit 2 for a configuration error (one line) or a
+    usage error (what is wrong, then ``Try 'phoneconfirm COMMAND --help' for help.``)."""
     try:
         main.main(standalone_mode=False, prog_name="phoneconfirm")
     except SetupError as exc:
