@@ -5,11 +5,7 @@ a user typing anything into the form."""
 from __future__ import annotations
 
 import json
-import os
 import re
-import subprocess
-import sys
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -18,7 +14,7 @@ import httpx
 import pytest
 
 from phoneconfirm_async.emulator import Emulator
-from tests.conftest import API_KEY, DOMAIN, ENV_NAMES
+from tests.servers import example_env, serve
 
 PROJECT = Path(__file__).resolve().parent.parent
 _LISTENING = re.compile(r"Uvicorn running on http://127\.0\.0\.1:(\d+)")
@@ -27,51 +23,18 @@ _LISTENING = re.compile(r"Uvicorn running on http://127\.0\.0\.1:(\d+)")
 @pytest.fixture
 def app_url(tmp_path: Path, emulator: Emulator) -> Iterator[str]:
     """``uvicorn examples.fastapi_backend:app`` on a free port; its base URL."""
-    env = {name: value for name, value in os.environ.items() if name not in ENV_NAMES}
-    env.update(
-        PHONECONFIRM_API_KEY=API_KEY,
-        PHONECONFIRM_DOMAIN=DOMAIN,
-        PHONECONFIRM_BASE_URL=emulator.base_url,
-        PHONECONFIRM_STORE=f"sqlite:///{tmp_path}/sessions.sqlite",
-        PHONECONFIRM_COUNTRIES="1,44",
-    )
-    server = subprocess.Popen(
-        [
-            *(sys.executable, "-m", "uvicorn", "examples.fastapi_backend:app"),
-            *("--host", "127.0.0.1", "--port", "0", "--no-access-log"),
-        ],
-        cwd=PROJECT,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-    lines: list[str] = []
-    port: list[str] = []
-    up = threading.Event()
+    env = example_env(emulator, tmp_path / "sessions.sqlite", PHONECONFIRM_COUNTRIES="1,44")
+    args = ["uvicorn", "examples.fastapi_backend:app", "--host", "127.0.0.1", "--port", "0"]
 
-    def read_log() -> None:  # drains stderr; uvicorn names its port once it listens
-        assert server.stderr is not None
-        for raw in server.stderr:
-            lines.append(raw.decode(errors="replace"))
-            found = _LISTENING.search(lines[-1])
-            if found:
-                port.append(found.group(1))
-                up.set()
+    def listening(lines: list[str]) -> str | None:  # uvicorn names its port once it listens
+        found = _LISTENING.search(lines[-1])
+        return None if found is None else f"http://127.0.0.1:{found.group(1)}"
 
-    reader = threading.Thread(target=read_log, daemon=True)
-    reader.start()
-    try:
-        assert up.wait(60), "".join(lines)
-        yield f"http://127.0.0.1:{port[0]}"
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
-        reader.join(timeout=30)
-        server.stderr.close()  # type: ignore[union-attr]
-        log = "".join(lines)
-        # One uvicorn process re-raises SIGTERM once it shut down cleanly.
-        assert "Application shutdown complete" in log, log
-        assert "Traceback" not in log, log
+    with serve([*args, "--no-access-log"], env, listening) as server:
+        yield server.url
+    # One uvicorn process re-raises SIGTERM once it shut down cleanly.
+    assert "Application shutdown complete" in server.log, server.log
+    assert "Traceback" not in server.log, server.log
 
 
 def _spaced(code: str) -> str:

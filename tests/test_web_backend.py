@@ -3,11 +3,7 @@ process on both backends, then as a real ``uvicorn --workers 2`` server."""
 
 from __future__ import annotations
 
-import os
 import socket
-import subprocess
-import sys
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,7 +14,8 @@ import pytest
 
 from examples.web_backend import create_app
 from phoneconfirm_async.emulator import Emulator
-from tests.conftest import API_KEY, DOMAIN, ENV_NAMES, EmulatorFactory
+from tests.conftest import API_KEY, DOMAIN, EmulatorFactory
+from tests.servers import example_env, serve
 
 pytestmark = pytest.mark.anyio
 PROJECT = Path(__file__).resolve().parent.parent
@@ -133,45 +130,16 @@ def _free_port() -> int:
 def two_workers(tmp_path: Path, emulator: Emulator) -> Iterator[str]:
     """``uvicorn examples.web_backend:app --workers 2`` on a SQLite store; its base URL."""
     port = _free_port()
-    env = {name: value for name, value in os.environ.items() if name not in ENV_NAMES}
-    env.update(
-        PHONECONFIRM_API_KEY=API_KEY,
-        PHONECONFIRM_DOMAIN=DOMAIN,
-        PHONECONFIRM_BASE_URL=emulator.base_url,
-        PHONECONFIRM_STORE=f"sqlite:///{tmp_path}/sessions.sqlite",
-    )
-    server = subprocess.Popen(
-        [
-            *(sys.executable, "-m", "uvicorn", "examples.web_backend:app"),
-            *("--workers", "2", "--host", "127.0.0.1", "--port", str(port)),
-            "--no-access-log",
-        ],
-        cwd=PROJECT,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-    lines: list[str] = []
-    both_up = threading.Event()
+    env = example_env(emulator, tmp_path / "sessions.sqlite")
+    args = ["uvicorn", "examples.web_backend:app", "--workers", "2"]
 
-    def read_log() -> None:  # drains stderr; each worker logs its startup once
-        assert server.stderr is not None
-        for raw in server.stderr:
-            lines.append(raw.decode(errors="replace"))
-            if sum("Application startup complete" in line for line in lines) == 2:
-                both_up.set()
+    def listening(lines: list[str]) -> str | None:  # each worker logs its startup once
+        started = sum("Application startup complete" in line for line in lines)
+        return f"http://127.0.0.1:{port}" if started == 2 else None
 
-    reader = threading.Thread(target=read_log, daemon=True)
-    reader.start()
-    try:
-        assert both_up.wait(60), "".join(lines)
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
-        reader.join(timeout=30)
-        server.stderr.close()  # type: ignore[union-attr]
-        assert server.returncode == 0, "".join(lines)
+    with serve([*args, "--host", "127.0.0.1", "--port", str(port)], env, listening) as server:
+        yield server.url
+    assert server.process.returncode == 0, server.log
 
 
 async def _fresh(method: str, url: str, **kwargs: object) -> httpx.Response:
