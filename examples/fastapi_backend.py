@@ -94,11 +94,12 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
 app = FastAPI(title="Phone confirmation", lifespan=lifespan)
 
 
-def scheduler(request: Request) -> ConfirmationScheduler:
+def current_scheduler(request: Request) -> ConfirmationScheduler:
+    """The worker's scheduler, opened by the lifespan."""
     return request.app.state.scheduler  # type: ignore[no-any-return]
 
 
-Scheduler = Annotated[ConfirmationScheduler, Depends(scheduler)]
+Scheduler = Annotated[ConfirmationScheduler, Depends(current_scheduler)]
 
 
 @app.exception_handler(ValidationError)
