@@ -5,6 +5,13 @@ The public names live here; the modules behind them are private.
 
 from phoneconfirm_async._batch import BatchItem as BatchItem
 from phoneconfirm_async._batch import BatchIterator as BatchIterator
+from phoneconfirm_async._blocking._client import SyncPhoneConfirmClient as SyncPhoneConfirmClient
+from phoneconfirm_async._blocking._scheduler import (
+    SyncConfirmationScheduler as SyncConfirmationScheduler,
+)
+from phoneconfirm_async._blocking._scheduler import (
+    SyncConfirmationSession as SyncConfirmationSession,
+)
 from phoneconfirm_async._client import PhoneConfirmClient as PhoneConfirmClient
 from phoneconfirm_async._errors import ApiError as ApiError
 from phoneconfirm_async._errors import AuthenticationError as AuthenticationError
@@ -74,6 +81,9 @@ __all__ = [
     "SessionState",
     "SessionStore",
     "StoreError",
+    "SyncConfirmationScheduler",
+    "SyncConfirmationSession",
+    "SyncPhoneConfirmClient",
     "ThrottledError",
     "Transport",
     "TransportError",

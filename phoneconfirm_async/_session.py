@@ -44,7 +44,78 @@ class SessionDesk(Protocol):
         ...
 
 
-class ConfirmationSession:
+class SessionFacts:
+    """What a session is, as this process last saw it: the properties shared by
+    ``ConfirmationSession`` and the blocking face's ``SyncConfirmationSession``."""
+
+    __slots__ = ()
+
+    def _seen(self) -> SessionRecord:
+        """The session's record as this process last saw it."""
+        raise NotImplementedError
+
+    def __repr__(self) -> str:
+        record = self._seen()
+        phone = "-" if record.request is None else mask_phone(record.request.phone)
+        return (
+            f"<{type(self).__name__} {record.id} phone={phone} state={record.state.name} "
+            f"calls={record.calls_made}/{record.calls_allowed}>"
+        )
+
+    @property
+    def id(self) -> str:
+        return self._seen().id
+
+    @property
+    def state(self) -> SessionState:
+        return self._seen().state
+
+    @property
+    def calls_made(self) -> int:
+        """Calls that may have gone out: answered ones, one in flight, unknown outcomes."""
+        return self._seen().calls_made
+
+    @property
+    def attempts(self) -> tuple[PlaceCallResult, ...]:
+        """Every answered placement so far, in order."""
+        return self._seen().attempts
+
+    @property
+    def error(self) -> PhoneConfirmError | None:
+        """The exception that made the session FAILED, if it did."""
+        return self._seen().error
+
+    @property
+    def request(self) -> PlaceCallRequest | None:
+        """The call to place; None once the session is final (phone and code are erased)."""
+        return self._seen().request
+
+    @property
+    def redial_count(self) -> int:
+        return self._seen().redial_count
+
+    @property
+    def redial_interval(self) -> float:
+        return self._seen().redial_interval
+
+    @property
+    def calls_allowed(self) -> int:
+        return self._seen().calls_allowed
+
+    @property
+    def verify_attempts(self) -> int:
+        """Verification attempts taken so far (each counted before its request left)."""
+        return self._seen().verify_attempts
+
+    @property
+    def verify_attempts_left(self) -> int | None:
+        """Attempts still allowed by the policy's ``max_verify_attempts`` (None: no limit)."""
+        record = self._seen()
+        limit = record.verify_limit
+        return None if limit is None else max(limit - record.verify_attempts, 0)
+
+
+class ConfirmationSession(SessionFacts):
     """One person being confirmed: its calls, its state, and the way to check their code.
 
     Create sessions with ``ConfirmationScheduler.schedule``; find one again (in any
@@ -62,64 +133,8 @@ class ConfirmationSession:
         self._record = record
         self._desk = desk
 
-    def __repr__(self) -> str:
-        record = self._record
-        phone = "-" if record.request is None else mask_phone(record.request.phone)
-        return (
-            f"<ConfirmationSession {record.id} phone={phone} state={record.state.name} "
-            f"calls={record.calls_made}/{record.calls_allowed}>"
-        )
-
-    @property
-    def id(self) -> str:
-        return self._record.id
-
-    @property
-    def state(self) -> SessionState:
-        return self._record.state
-
-    @property
-    def calls_made(self) -> int:
-        """Calls that may have gone out: answered ones, one in flight, unknown outcomes."""
-        return self._record.calls_made
-
-    @property
-    def attempts(self) -> tuple[PlaceCallResult, ...]:
-        """Every answered placement so far, in order."""
-        return self._record.attempts
-
-    @property
-    def error(self) -> PhoneConfirmError | None:
-        """The exception that made the session FAILED, if it did."""
-        return self._record.error
-
-    @property
-    def request(self) -> PlaceCallRequest | None:
-        """The call to place; None once the session is final (phone and code are erased)."""
-        return self._record.request
-
-    @property
-    def redial_count(self) -> int:
-        return self._record.redial_count
-
-    @property
-    def redial_interval(self) -> float:
-        return self._record.redial_interval
-
-    @property
-    def calls_allowed(self) -> int:
-        return self._record.calls_allowed
-
-    @property
-    def verify_attempts(self) -> int:
-        """Verification attempts taken so far (each counted before its request left)."""
-        return self._record.verify_attempts
-
-    @property
-    def verify_attempts_left(self) -> int | None:
-        """Attempts still allowed by the policy's ``max_verify_attempts`` (None: no limit)."""
-        limit = self._record.verify_limit
-        return None if limit is None else max(limit - self._record.verify_attempts, 0)
+    def _seen(self) -> SessionRecord:
+        return self._record
 
     async def verify(self, code: str) -> VerifyResult:
         """Check the code the person typed against the latest placed call.

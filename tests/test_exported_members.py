@@ -42,6 +42,7 @@ SPEC_NAMES = {
     "ConfirmationPolicy",
     "ThrottledError",
     "VerificationClosedError",
+    "SyncPhoneConfirmClient",
 } | ERRORS
 #: Names added beyond the first specification, each documented in docs/reference.
 EXTRA_NAMES = {
@@ -52,6 +53,9 @@ EXTRA_NAMES = {
     "SessionRecord",
     "StoreError",
     "store_from_url",
+    # The blocking face: SyncPhoneConfirmClient's scheduler and sessions, for annotations.
+    "SyncConfirmationScheduler",
+    "SyncConfirmationSession",
 }
 
 

@@ -1,0 +1,189 @@
+"""The event loop behind the blocking face: one asyncio loop in one thread of its own,
+driven through anyio's blocking portal and shared by every thread that calls it.
+
+A call from another thread becomes a task in the loop; the caller waits for its
+future. The caller's timeout, or an exception in the caller while it waits (a
+``KeyboardInterrupt``), cancels the task. The thread is a daemon, so a client nobody
+closed never holds the interpreter's exit; a ``weakref.finalize`` closes it at exit (or
+when it is collected), while the loop still runs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import os
+import sys
+import threading
+from collections.abc import Awaitable, Callable
+from concurrent.futures import CancelledError, Future
+from contextlib import AbstractAsyncContextManager, AbstractContextManager
+from typing import Any, TypeVar
+
+import anyio
+from anyio.from_thread import BlockingPortal
+
+T = TypeVar("T")
+
+#: The name of every loop thread (``threading.enumerate()`` shows them).
+THREAD_NAME = "phoneconfirm-loop"
+
+
+def running_event_loop() -> str | None:
+    """The event loop this thread runs (``"asyncio"``, ``"trio"``), or None."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        pass
+    else:
+        return "asyncio"
+    trio: Any = sys.modules.get("trio")  # never imported here: only if already in use
+    if trio is not None:
+        try:
+            trio.lowlevel.current_trio_token()
+        except RuntimeError:
+            pass
+        else:
+            return "trio"
+    return None
+
+
+class LoopThread:
+    """One event loop in one thread, for one blocking client and what it opens.
+
+    ``owner`` names the blocking class in the errors. Async context managers entered
+    through ``enter`` stay open in the loop until ``leave`` or ``stop``, which leaves
+    them in reverse order, stops the loop and joins its thread.
+    """
+
+    def __init__(self, owner: str) -> None:
+        self._owner = owner
+        self._pid = os.getpid()
+        self._lock = threading.Lock()
+        self._held: dict[int, AbstractContextManager[Any]] = {}
+        self._tokens = itertools.count()
+        self._stopped = False
+        ready: Future[BlockingPortal] = Future()
+        self._thread = threading.Thread(
+            target=_serve, args=(ready,), name=THREAD_NAME, daemon=True
+        )
+        self._thread.start()
+        self._portal = ready.result()
+
+    @property
+    def forked(self) -> bool:
+        """This process was forked from the one that started the loop (which is not here)."""
+        return os.getpid() != self._pid
+
+    @property
+    def stopped(self) -> bool:
+        return self._stopped
+
+    def check(self) -> BlockingPortal:
+        """The portal, if this thread may block on it.
+
+        Raises:
+            RuntimeError: in a forked child, once stopped, or on a thread that runs an
+                event loop (blocking it would stall that loop, or deadlock this one).
+        """
+        if self.forked:
+            raise RuntimeError(
+                f"this {self._owner} was created in process {self._pid}, which this process "
+                "was forked from: its event loop thread did not come along. Create it after "
+                "the fork (under gunicorn --preload: in the post_fork hook, or on first use "
+                "in the worker)"
+            )
+        if self._stopped:
+            raise RuntimeError(f"this {self._owner} is closed; create a new one")
+        loop = running_event_loop()
+        if loop is not None:
+            raise RuntimeError(
+                f"{self._owner} blocks, and this thread runs an {loop} event loop: "
+                "use PhoneConfirmClient there (async with PhoneConfirmClient() as client, "
+                "then await its methods)"
+            )
+        return self._portal
+
+    def call(
+        self,
+        func: Callable[[], Awaitable[T]],
+        *,
+        timeout: float | None = None,
+        waiting_for: str = "the call",
+    ) -> T:
+        """Run ``func()`` in the loop and wait for its result (or its exception).
+
+        Past ``timeout`` seconds the task is cancelled and ``TimeoutError`` raised (it
+        names what was ``waiting_for``); an exception in this thread while it waits
+        (``KeyboardInterrupt``) cancels the task too.
+        """
+        future = self.check().start_task_soon(func)
+        try:
+            return future.result(timeout)
+        except TimeoutError:
+            if future.done():
+                return future.result()  # the work's own result, or its own TimeoutError
+            future.cancel()
+            raise TimeoutError(f"{waiting_for}: not done after {timeout:g} s") from None
+        except CancelledError:
+            if self._stopped:
+                raise RuntimeError(f"the {self._owner} was closed during the call") from None
+            raise
+        except BaseException:
+            future.cancel()
+            raise
+
+    def enter(self, cm: AbstractAsyncContextManager[T]) -> tuple[T, int]:
+        """Enter ``cm`` in the loop, where it stays open; its token is for ``leave``."""
+        held = self.check().wrap_async_context_manager(cm)
+        value = held.__enter__()
+        with self._lock:
+            token = next(self._tokens)
+            self._held[token] = held
+        return value, token
+
+    def leave(self, token: int) -> None:
+        """Leave what ``enter`` entered (once; again, or after ``stop``: nothing)."""
+        with self._lock:
+            held = self._held.pop(token, None)
+        if held is not None and not self.forked:
+            held.__exit__(None, None, None)
+
+    def stop(self) -> None:
+        """Leave everything entered, newest first; stop the loop and join its thread.
+
+        In a forked child (no loop thread here) and on the loop thread itself it only
+        refuses further calls.
+        """
+        with self._lock:
+            if self._stopped:
+                return
+            self._stopped = True
+            held = list(self._held.values())
+            self._held.clear()
+        if self.forked or threading.current_thread() is self._thread:
+            return
+        try:
+            for entered in reversed(held):
+                entered.__exit__(None, None, None)
+        finally:
+            # Calls still waiting in other threads are cancelled; they raise RuntimeError.
+            self._portal.call(self._portal.stop, True)
+            self._thread.join()
+
+
+def _serve(ready: Future[BlockingPortal]) -> None:
+    """The loop thread: a portal in an asyncio loop, until the portal is stopped."""
+
+    async def serve() -> None:
+        async with BlockingPortal() as portal:
+            ready.set_result(portal)
+            await portal.sleep_until_stopped()
+
+    try:
+        anyio.run(serve, backend="asyncio")
+    except BaseException as exc:
+        if not ready.done():
+            ready.set_exception(exc)
+            return
+        raise
