@@ -11,11 +11,14 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from importlib.metadata import entry_points
+from importlib.util import find_spec
 from pathlib import Path
 from typing import Any
 
 import phoneconfirm_async
 from phoneconfirm_async.emulator import Emulator, EmulatorConfig
+from phoneconfirm_async.testing import EmulatorTransport
 
 BIN = Path(sys.executable).parent
 PHONE = ["5555550123", "--country-code", "1"]
@@ -69,6 +72,22 @@ def main() -> None:
     finally:
         emulator.stop()
     assert (wrong["outcome"], right["outcome"]) == ("not_verified", "verified")
+
+    # The wheel carries the pytest plugin beside the package, registered for pytest.
+    (plugin,) = [e for e in entry_points(group="pytest11") if e.name == "phoneconfirm_async"]
+    spec = find_spec(plugin.value)  # not imported: pytest is not installed here
+    assert spec is not None, plugin
+    assert spec.origin is not None, plugin
+    assert Path(spec.origin).resolve().is_relative_to(BIN.parent.resolve()), spec.origin
+    assert "def phoneconfirm_sync_client(" in Path(spec.origin).read_text()
+
+    # The blocking face, from the installed package.
+    transport = EmulatorTransport()
+    with phoneconfirm_async.SyncPhoneConfirmClient(
+        "emulator-key", "example.com", base_url=transport.base_url, transport=transport
+    ) as client:
+        assert client.place_call(PHONE[0], country_code="1", code="4821").placed
+    assert [call.phone for call in transport.calls] == [PHONE[0]]
 
 
 if __name__ == "__main__":
