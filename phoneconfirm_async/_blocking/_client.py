@@ -255,7 +255,7 @@ class SyncPhoneConfirmClient:
         scheduler = self._client.scheduler(
             store=store, retry=retry, retain=retain, drive=drive, policy=policy
         )
-        return SyncConfirmationScheduler(self._loop, scheduler)
+        return SyncConfirmationScheduler(self._loop, scheduler, self)
 
 
 def _in_loop(

@@ -27,8 +27,9 @@ class SyncConfirmationScheduler:
     a durable store's stay for the other processes, or for the next start.
     """
 
-    def __init__(self, loop: LoopThread, scheduler: ConfirmationScheduler) -> None:
+    def __init__(self, loop: LoopThread, scheduler: ConfirmationScheduler, owner: object) -> None:
         self._loop = loop
+        self._owner = owner  # the client: while the scheduler is used, it is not collected
         self._scheduler, self._token = loop.enter(scheduler)
         self._closed = False
 
@@ -85,12 +86,12 @@ class SyncConfirmationScheduler:
                 throttle_key=throttle_key,
             )
         )
-        return SyncConfirmationSession(self._loop, session)
+        return SyncConfirmationSession(self, session)
 
     def get(self, session_id: str) -> SyncConfirmationSession | None:
         """``ConfirmationScheduler.get``, blocking: the session, or None."""
         session = self._loop.call(functools.partial(self._scheduler.get, session_id))
-        return None if session is None else SyncConfirmationSession(self._loop, session)
+        return None if session is None else SyncConfirmationSession(self, session)
 
 
 class SyncConfirmationSession(SessionFacts):
@@ -100,10 +101,11 @@ class SyncConfirmationSession(SessionFacts):
     ``TimeoutError`` (the session goes on; its properties say where it is).
     """
 
-    __slots__ = ("_loop", "_session")
+    __slots__ = ("_loop", "_scheduler", "_session")
 
-    def __init__(self, loop: LoopThread, session: ConfirmationSession) -> None:
-        self._loop = loop
+    def __init__(self, scheduler: SyncConfirmationScheduler, session: ConfirmationSession) -> None:
+        self._scheduler = scheduler  # kept alive (and its client) while the session is used
+        self._loop = scheduler._loop
         self._session = session
 
     def _seen(self) -> SessionRecord:

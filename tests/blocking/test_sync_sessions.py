@@ -3,6 +3,7 @@ scheduler's store, policy and errors, used from request threads."""
 
 from __future__ import annotations
 
+import gc
 import threading
 from pathlib import Path
 
@@ -143,3 +144,15 @@ def test_the_session_properties_are_the_async_ones() -> None:
     assert {"verify", "cancel", "refresh", "wait", "wait_called"} <= set(
         dir(SyncConfirmationSession)
     )
+
+
+def test_a_scheduler_keeps_its_client_alive(emulator: Emulator) -> None:
+    """A client nobody refers to is closed when collected: not while its scheduler (or a
+    session of it) is in use."""
+    scheduler = SyncPhoneConfirmClient(API_KEY, DOMAIN, base_url=emulator.base_url).scheduler()
+    gc.collect()
+    session = scheduler.schedule("5555550123", country_code="1")
+    del scheduler
+    gc.collect()
+    assert session.wait_called(timeout=30)
+    assert session.verify(emulator.heard_code("5555550123") or "").verified
