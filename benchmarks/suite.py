@@ -19,6 +19,7 @@ from benchmarks import (
     bench_policy,
     bench_scheduler,
     bench_stores,
+    bench_sync,
     bench_telemetry,
     bench_throughput,
 )
@@ -34,6 +35,7 @@ SUITE: tuple[tuple[str, Callable[[bool], list[Result]]], ...] = (
     ("scheduler", bench_scheduler.run),
     ("stores", bench_stores.run),
     ("policy", bench_policy.run),
+    ("sync", bench_sync.run),
 )
 
 

@@ -278,7 +278,7 @@ def test_bench_quick_runs_and_prints_every_row(tmp_path: Path) -> None:
     )
     assert done.returncode in (0, 1), done.stderr  # 1: a target missed on a loaded machine
     names = [r["name"] for r in json.loads(out.read_text())["results"]]
-    assert len(names) == 29
+    assert len(names) == 31
     for fragment in (
         "overhead",
         "CPU per place_call",
@@ -298,6 +298,8 @@ def test_bench_quick_runs_and_prints_every_row(tmp_path: Path) -> None:
         "lateness",
         "SQLite: sessions scheduled",
         "SQLite: worker RSS",
+        "sync place_call, 1 thread",
+        "sync place_call, 8 threads",
         "PostgreSQL, 2 workers",
         "PostgreSQL wake-up lateness",
     ):

@@ -1,11 +1,15 @@
 """The event loop behind the blocking face: one asyncio loop in one thread of its own,
-driven through anyio's blocking portal and shared by every thread that calls it.
+shared by every thread that calls it.
 
-A call from another thread becomes a task in the loop; the caller waits for its
-future. The caller's timeout, or an exception in the caller while it waits (a
-``KeyboardInterrupt``), cancels the task. The thread is a daemon, so a client nobody
-closed never holds the interpreter's exit; a ``weakref.finalize`` closes it at exit (or
-when it is collected), while the loop still runs.
+anyio's blocking portal runs the loop's life: it enters the client's and the schedulers'
+async context managers there, leaves them, and stops. A call from another thread becomes
+a task in the loop (submitted with asyncio's own thread-safe call, one wake-up each way);
+the caller waits for its future. The caller's timeout, or an exception in the caller
+while it waits (a ``KeyboardInterrupt``), cancels the task.
+
+The thread is a daemon, so a client nobody closed never holds the interpreter's exit; a
+``weakref.finalize`` closes it at exit (or when it is collected), while the loop still
+runs.
 """
 
 from __future__ import annotations
@@ -63,12 +67,12 @@ class LoopThread:
         self._held: dict[int, AbstractContextManager[Any]] = {}
         self._tokens = itertools.count()
         self._stopped = False
-        ready: Future[BlockingPortal] = Future()
+        ready: Future[tuple[BlockingPortal, asyncio.AbstractEventLoop]] = Future()
         self._thread = threading.Thread(
             target=_serve, args=(ready,), name=THREAD_NAME, daemon=True
         )
         self._thread.start()
-        self._portal = ready.result()
+        self._portal, self._loop = ready.result()
 
     @property
     def forked(self) -> bool:
@@ -117,7 +121,11 @@ class LoopThread:
         names what was ``waiting_for``); an exception in this thread while it waits
         (``KeyboardInterrupt``) cancels the task too.
         """
-        future = self.check().start_task_soon(func)
+        self.check()
+        # The loop is asyncio's: its own thread-safe submission costs one wake-up each
+        # way; the portal's start_task_soon waits for the task to be spawned first (twice
+        # the hops; see benchmarks/bench_sync.py).
+        future = asyncio.run_coroutine_threadsafe(_awaited(func), self._loop)
         try:
             return future.result(timeout)
         except TimeoutError:
@@ -172,16 +180,32 @@ class LoopThread:
             self._thread.join()
 
 
-def _serve(ready: Future[BlockingPortal]) -> None:
+def _loop_options() -> dict[str, Any]:
+    """uvloop when it is installed (the ``emulator`` and ``speedups`` extras bring it): a
+    wake-up from another thread costs about half of asyncio's own loop's, which keeps the
+    thread hop within 1.3x of an awaited call (``benchmarks/bench_sync.py``). It is this
+    thread's loop only: no event loop policy is set."""
+    try:
+        import uvloop
+    except ImportError:
+        return {}
+    return {"loop_factory": uvloop.new_event_loop}
+
+
+async def _awaited(func: Callable[[], Awaitable[T]]) -> T:
+    return await func()
+
+
+def _serve(ready: Future[tuple[BlockingPortal, asyncio.AbstractEventLoop]]) -> None:
     """The loop thread: a portal in an asyncio loop, until the portal is stopped."""
 
     async def serve() -> None:
         async with BlockingPortal() as portal:
-            ready.set_result(portal)
+            ready.set_result((portal, asyncio.get_running_loop()))
             await portal.sleep_until_stopped()
 
     try:
-        anyio.run(serve, backend="asyncio")
+        anyio.run(serve, backend="asyncio", backend_options=_loop_options())
     except BaseException as exc:
         if not ready.done():
             ready.set_exception(exc)
