@@ -3,8 +3,8 @@ shared by every thread that calls it.
 
 anyio's blocking portal runs the loop's life: it enters the client's and the schedulers'
 async context managers there, leaves them, and stops. A call from another thread becomes
-a task in the loop (submitted with asyncio's own thread-safe call, one wake-up each way);
-the caller waits for its future. The caller's timeout, or an exception in the caller
+a task in the loop (one thread-safe callback that starts it, one wake-up each way); the
+caller waits on a lock its task releases. The caller's timeout, or an exception in the caller
 while it waits (a ``KeyboardInterrupt``), cancels the task.
 
 The thread is a daemon, so a client nobody closed never holds the interpreter's exit; a
@@ -14,15 +14,17 @@ runs.
 
 from __future__ import annotations
 
+import _thread
 import asyncio
+import contextlib
 import itertools
 import os
 import sys
 import threading
 from collections.abc import Awaitable, Callable
-from concurrent.futures import CancelledError, Future
+from concurrent.futures import Future
 from contextlib import AbstractAsyncContextManager, AbstractContextManager
-from typing import Any, TypeVar
+from typing import Any, Generic, TypeVar
 
 import anyio
 from anyio.from_thread import BlockingPortal
@@ -67,6 +69,8 @@ class LoopThread:
         self._held: dict[int, AbstractContextManager[Any]] = {}
         self._tokens = itertools.count()
         self._stopped = False
+        #: The calls submitted and not answered: released by ``stop`` if the loop is gone.
+        self._calls: set[_Call[Any]] = set()
         ready: Future[tuple[BlockingPortal, asyncio.AbstractEventLoop]] = Future()
         self._thread = threading.Thread(
             target=_serve, args=(ready,), name=THREAD_NAME, daemon=True
@@ -122,24 +126,21 @@ class LoopThread:
         (``KeyboardInterrupt``) cancels the task too.
         """
         self.check()
-        # The loop is asyncio's: its own thread-safe submission costs one wake-up each
-        # way; the portal's start_task_soon waits for the task to be spawned first (twice
-        # the hops; see benchmarks/bench_sync.py).
-        future = asyncio.run_coroutine_threadsafe(_awaited(func), self._loop)
+        call = _Call(func)
+        self._calls.add(call)
         try:
-            return future.result(timeout)
-        except TimeoutError:
-            if future.done():
-                return future.result()  # the work's own result, or its own TimeoutError
-            future.cancel()
-            raise TimeoutError(f"{waiting_for}: not done after {timeout:g} s") from None
-        except CancelledError:
-            if self._stopped:
-                raise RuntimeError(f"the {self._owner} was closed during the call") from None
+            self._loop.call_soon_threadsafe(call.start)
+            if not call.done.acquire(timeout=-1 if timeout is None else timeout):
+                call.cancel(self._loop)
+                if not call.done.acquire(blocking=False):  # not done in the meantime
+                    raise TimeoutError(f"{waiting_for}: not done after {timeout:g} s")
+            return call.outcome(self._owner)
+        except BaseException:  # a KeyboardInterrupt while waiting, say
+            if call.pending:
+                call.cancel(self._loop)
             raise
-        except BaseException:
-            future.cancel()
-            raise
+        finally:
+            self._calls.discard(call)
 
     def enter(self, cm: AbstractAsyncContextManager[T]) -> tuple[T, int]:
         """Enter ``cm`` in the loop, where it stays open; its token is for ``leave``."""
@@ -178,6 +179,8 @@ class LoopThread:
             # Calls still waiting in other threads are cancelled; they raise RuntimeError.
             self._portal.call(self._portal.stop, True)
             self._thread.join()
+            for call in list(self._calls):
+                call.abandon()  # submitted as the loop stopped: it never ran
 
 
 def _loop_options() -> dict[str, Any]:
@@ -192,8 +195,70 @@ def _loop_options() -> dict[str, Any]:
     return {"loop_factory": uvloop.new_event_loop}
 
 
-async def _awaited(func: Callable[[], Awaitable[T]]) -> T:
-    return await func()
+class _Call(Generic[T]):
+    """One blocking call: a task the loop thread starts, and a lock the caller waits on.
+
+    Leaner than ``asyncio.run_coroutine_threadsafe`` (no concurrent future, no state
+    copied between two futures): half the cost of a hop on this project's machines
+    (``benchmarks/bench_sync.py``). The lock is released when the task is done, or when
+    the call is given up before it started.
+    """
+
+    __slots__ = ("_cancelled", "_error", "_func", "_task", "done")
+
+    def __init__(self, func: Callable[[], Awaitable[T]]) -> None:
+        self._func = func
+        self._task: asyncio.Future[T] | None = None
+        self._error: BaseException | None = None
+        self._cancelled = False
+        self.done = _thread.allocate_lock()
+        self.done.acquire()
+
+    @property
+    def pending(self) -> bool:
+        return self.done.locked()
+
+    def start(self) -> None:
+        """In the loop thread: start the task (unless the caller gave up already)."""
+        if self._cancelled:
+            self.done.release()
+            return
+        try:
+            self._task = asyncio.ensure_future(self._func())
+        except BaseException as exc:
+            self._error = exc
+            self.done.release()
+            return
+        self._task.add_done_callback(self._finished)
+
+    def _finished(self, task: asyncio.Future[T]) -> None:
+        self.done.release()
+
+    def cancel(self, loop: asyncio.AbstractEventLoop) -> None:
+        """From the caller's thread: cancel the task, or its start if still to come."""
+        self._cancelled = True
+        with contextlib.suppress(RuntimeError):  # the loop is closed: nothing runs there
+            loop.call_soon_threadsafe(self._cancel)
+
+    def _cancel(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+
+    def abandon(self) -> None:
+        """The loop stopped before the call ran: its caller stops waiting."""
+        self._cancelled = True
+        if self.done.locked():
+            with contextlib.suppress(RuntimeError):  # released by the task meanwhile
+                self.done.release()
+
+    def outcome(self, owner: str) -> T:
+        """The task's result, or its exception; RuntimeError if the loop stopped first."""
+        if self._error is not None:
+            raise self._error
+        task = self._task
+        if task is None or task.cancelled():
+            raise RuntimeError(f"the {owner} was closed during the call")
+        return task.result()
 
 
 def _serve(ready: Future[tuple[BlockingPortal, asyncio.AbstractEventLoop]]) -> None:
