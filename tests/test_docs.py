@@ -6,8 +6,10 @@ on asyncio and on trio, in a fresh working directory with no ``PHONECONFIRM_*`` 
 set. A block is shown but not run only when the line before it is
 ``<!-- no-run: <why> -->``, and a block that only includes a file (``--8<-- "path"``) is run
 by that file's own tests. A page that defines pytest test classes (``Test*``, such as a
-``StoreContract`` subclass) has them run by pytest in a subprocess, from a module made of
-the page's blocks that are plain module code. The ``phoneconfirm`` commands of console
+``StoreContract`` subclass) or tests that take fixtures (the package's pytest plugin's)
+has them run by pytest in a subprocess, from a module made of the page's blocks that are
+plain module code. A test without parameters that is not async runs in a worker thread,
+where no event loop runs (the blocking client refuses a thread that runs one). The ``phoneconfirm`` commands of console
 blocks must parse as the real command's, and the reference pages must name every public
 name.
 """
@@ -90,16 +92,23 @@ async def run_page(page: Path) -> None:
         result = eval(code, namespace)  # noqa: S307 - our own documentation
         if inspect.iscoroutine(result):
             await result
+    for_pytest = []
     for name, value in list(namespace.items()):
-        if name.startswith("test_") and callable(value):
-            await run_test(value)
-    if any(name.startswith("Test") and isinstance(v, type) for name, v in namespace.items()):
-        await run_test_classes(page)
+        if name.startswith("Test") and isinstance(value, type):
+            for_pytest.append(name)
+        elif name.startswith("test_") and callable(value):
+            if inspect.signature(value).parameters:
+                for_pytest.append(name)  # it takes fixtures: pytest (and its plugins) give them
+            else:
+                await run_test(value)
+    if for_pytest:
+        await run_with_pytest(page, for_pytest)
 
 
-async def run_test_classes(page: Path) -> None:
-    """pytest on the page's test classes: a module of the page's blocks that compile as
-    module code (not those with top-level ``await``), run in a subprocess."""
+async def run_with_pytest(page: Path, tests: list[str]) -> None:
+    """pytest on the page's test classes and fixture-taking tests: a module of the page's
+    blocks that compile as module code (not those with top-level ``await``), run in a
+    subprocess, where the package's pytest plugin is loaded as in any project."""
     blocks = []
     for sample in samples(page):
         if not sample.runs:
@@ -112,7 +121,10 @@ async def run_test_classes(page: Path) -> None:
     module = anyio.Path(f"test_{page.stem.replace('-', '_')}.py")
     await module.write_text("\n\n".join(blocks))
     done = await anyio.run_process(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(module)],
+        [
+            *(sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(module)),
+            *("-k", " or ".join(tests)),
+        ],
         check=False,
     )
     output = (done.stdout + done.stderr).decode()
@@ -132,9 +144,10 @@ async def run_test(test: Callable[[], Any]) -> None:
                     partial(anyio.run, test, backend=backend, backend_options=options)
                 )
             return
-    outcome = test()
-    if inspect.iscoroutine(outcome):
-        await outcome
+    if inspect.iscoroutinefunction(test):
+        await test()
+    else:  # in a thread of its own, as pytest runs it: no event loop there (blocking code)
+        await anyio.to_thread.run_sync(test)
 
 
 @pytest.fixture
