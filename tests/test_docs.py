@@ -9,9 +9,9 @@ by that file's own tests. A page that defines pytest test classes (``Test*``, su
 ``StoreContract`` subclass) or tests that take fixtures (the package's pytest plugin's)
 has them run by pytest in a subprocess, from a module made of the page's blocks that are
 plain module code. A test without parameters that is not async runs in a worker thread,
-where no event loop runs (the blocking client refuses a thread that runs one). The ``phoneconfirm`` commands of console
-blocks must parse as the real command's, and the reference pages must name every public
-name.
+where no event loop runs (the blocking client refuses a thread that runs one). The
+``phoneconfirm`` commands of console blocks must parse as the real command's, and the
+reference pages must name every public name.
 """
 
 from __future__ import annotations
