@@ -8,8 +8,7 @@ import os
 import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Iterable
 from datetime import datetime, timedelta
-from types import TracebackType
-from typing import TYPE_CHECKING, ClassVar, Self
+from typing import TYPE_CHECKING, ClassVar
 
 from phoneconfirm_async._batch import (
     BatchItem,
@@ -19,7 +18,7 @@ from phoneconfirm_async._batch import (
     ResultT,
     VerifyRow,
 )
-from phoneconfirm_async._blocking._loop import LoopThread
+from phoneconfirm_async._blocking._loop import Closable, LoopThread
 from phoneconfirm_async._blocking._scheduler import SyncConfirmationScheduler
 from phoneconfirm_async._client import DEFAULT_ATTEMPT_TIMEOUT, PhoneConfirmClient, ResponseFormat
 from phoneconfirm_async._models import (
@@ -42,7 +41,7 @@ if TYPE_CHECKING:
     from opentelemetry.trace import TracerProvider
 
 
-class SyncPhoneConfirmClient:
+class SyncPhoneConfirmClient(Closable):
     """The blocking client: ``PhoneConfirmClient`` for code that does not ``await``.
 
     Django views, Flask, Celery tasks and scripts call it directly; every thread of a
@@ -145,18 +144,6 @@ class SyncPhoneConfirmClient:
         its thread. Calls still waiting in other threads raise ``RuntimeError``. In a
         process forked after the client was created it only refuses further calls."""
         self._closer()
-
-    def __enter__(self) -> Self:
-        self._loop.check()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.close()
 
     # -- operations -----------------------------------------------------------------------
     def place_call(

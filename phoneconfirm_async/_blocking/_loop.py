@@ -24,7 +24,8 @@ import threading
 from collections.abc import Awaitable, Callable
 from concurrent.futures import Future
 from contextlib import AbstractAsyncContextManager, AbstractContextManager
-from typing import Any, Generic, TypeVar
+from types import TracebackType
+from typing import Any, Generic, Self, TypeVar
 
 import anyio
 from anyio.from_thread import BlockingPortal
@@ -193,6 +194,28 @@ def _loop_options() -> dict[str, Any]:
     except ImportError:
         return {}
     return {"loop_factory": uvloop.new_event_loop}
+
+
+class Closable:
+    """``with`` for the blocking objects: entering checks that this thread may block (a
+    thread running an event loop may not); leaving calls ``close``."""
+
+    _loop: LoopThread
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        self._loop.check()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.close()
 
 
 class _Call(Generic[T]):

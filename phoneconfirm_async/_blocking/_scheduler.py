@@ -5,10 +5,8 @@ from __future__ import annotations
 
 import functools
 from datetime import datetime, timedelta
-from types import TracebackType
-from typing import Self
 
-from phoneconfirm_async._blocking._loop import LoopThread
+from phoneconfirm_async._blocking._loop import Closable, LoopThread
 from phoneconfirm_async._models import VerifyResult
 from phoneconfirm_async._policy import ConfirmationPolicy
 from phoneconfirm_async._scheduler import ConfirmationScheduler
@@ -17,7 +15,7 @@ from phoneconfirm_async._stores._protocol import SessionStore
 from phoneconfirm_async._stores._rules import SessionRecord, SessionState
 
 
-class SyncConfirmationScheduler:
+class SyncConfirmationScheduler(Closable):
     """``ConfirmationScheduler``, blocking: made open by ``SyncPhoneConfirmClient.scheduler``.
 
     Its calls are placed by the client's loop thread while your threads serve requests;
@@ -49,18 +47,6 @@ class SyncConfirmationScheduler:
         """Leave the scheduler (as leaving its ``async with`` block); again: nothing."""
         self._closed = True
         self._loop.leave(self._token)
-
-    def __enter__(self) -> Self:
-        self._loop.check()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.close()
 
     def schedule(
         self,
