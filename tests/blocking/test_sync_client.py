@@ -147,11 +147,12 @@ def test_leaving_a_batch_early_stops_it(
     with contextlib.closing(client.place_many(rows(), concurrency=2)) as items:
         for _ in zip(range(3), items, strict=False):
             pass
-    placed = len(emulator.calls)
     assert read < 100
-    # Nothing runs on after the close: another call finds the service as it was left.
-    client.place_call("5555550123", country_code="1", code="4821")
-    assert len(emulator.calls) == placed + 1
+    client.place_call("5555550123", country_code="1", code="4821")  # the client serves on
+    # The three items taken; at most two more done and waiting in the batch's channel
+    # (it holds `concurrency` items) and two in flight (a request sent before the close
+    # may still reach the service); the call above. Not 100,000.
+    assert len(emulator.calls) <= 3 + 2 + 2 + 1
 
 
 def test_close_stops_the_loop_and_joins_its_thread(emulator: Emulator) -> None:
