@@ -15,6 +15,7 @@ import contextlib
 import json
 import os
 import sqlite3
+import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any, Final, TypeVar
 
@@ -36,6 +37,8 @@ from phoneconfirm_async._stores._statements import Op, Statement, Statements, ru
 
 #: Seconds between WAL truncations while sessions keep ending (and once at close).
 CHECKPOINT_INTERVAL: Final = 5.0
+#: Seconds a connection waits for another's lock before "database is locked".
+BUSY_TIMEOUT: Final = 30.0
 TABLE: Final = "sessions"
 _T = TypeVar("_T")
 
@@ -108,11 +111,11 @@ class SQLiteStore(SQLStore):
 
     def _connect(self) -> sqlite3.Connection:
         db = sqlite3.connect(
-            self.path, timeout=30.0, isolation_level=None, check_same_thread=False
+            self.path, timeout=BUSY_TIMEOUT, isolation_level=None, check_same_thread=False
         )
         try:
             db.row_factory = sqlite3.Row
-            db.execute("PRAGMA journal_mode = WAL")
+            _write_ahead_log(db)
             db.execute("PRAGMA synchronous = NORMAL")
             db.execute("PRAGMA secure_delete = ON")
             if db.execute("PRAGMA user_version").fetchone()[0] != SCHEMA_VERSION:
@@ -226,3 +229,24 @@ def _checkpoint(db: sqlite3.Connection) -> None:
     until it is collected, and the next transaction's COMMIT fails meanwhile (seen on
     trio, whose thread results live a little longer)."""
     db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
+
+
+def _write_ahead_log(db: sqlite3.Connection) -> None:
+    """Switch the file to WAL (once per file; then a no-op).
+
+    Processes that open a new file at once (the workers of one host starting together)
+    may each hold the shared lock and want the exclusive one to switch: SQLite answers
+    one of them "database is locked" at once, without waiting in its busy handler (that
+    would deadlock). That one tries again, within the busy timeout.
+    """
+    deadline = time.monotonic() + BUSY_TIMEOUT
+    pause = 0.005
+    while True:
+        try:
+            db.execute("PRAGMA journal_mode = WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+        time.sleep(pause)  # in the store's worker thread, never on the event loop
+        pause = min(pause * 2, 0.1)

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
+import anyio
 import pytest
 
 from phoneconfirm_async import (
@@ -122,3 +124,32 @@ async def test_a_store_serves_one_scheduler_at_a_time(tmp_path: Path) -> None:
         with pytest.raises(RuntimeError, match="one scheduler at a time"):
             async with client.scheduler(store=store, drive=False):
                 pass
+
+
+def test_workers_opening_a_new_sqlite_file_at_once_all_open(tmp_path: Path) -> None:
+    """The workers of one host start together on a file nobody made yet: each opens it.
+    (Switching a new file to WAL, one of several connections that all hold the shared
+    lock was told "database is locked" at once, without SQLite's busy wait; about one
+    open in sixty failed, and with it a uvicorn worker's startup.)"""
+    failures: list[BaseException] = []
+
+    async def open_and_leave(path: Path) -> None:
+        async with SQLiteStore(path).open(retain=60, on_change=lambda session_id: None):
+            pass
+
+    def worker(path: Path, start: threading.Barrier) -> None:
+        start.wait()
+        try:
+            anyio.run(open_and_leave, path)
+        except BaseException as exc:
+            failures.append(exc)
+
+    for round_ in range(200):
+        path = tmp_path / f"sessions-{round_}.sqlite"
+        start = threading.Barrier(8)
+        threads = [threading.Thread(target=worker, args=(path, start)) for _ in range(8)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    assert failures == []
