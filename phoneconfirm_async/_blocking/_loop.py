@@ -107,7 +107,7 @@ class LoopThread:
         loop = running_event_loop()
         if loop is not None:
             raise RuntimeError(
-                f"{self._owner} blocks, and this thread runs an {loop} event loop: "
+                f"{self._owner} blocks, and this thread runs an event loop ({loop}): "
                 "use PhoneConfirmClient there (async with PhoneConfirmClient() as client, "
                 "then await its methods)"
             )
