@@ -159,6 +159,28 @@ def cost_result(
     )
 
 
+def rate_result(
+    name: str,
+    unit: str,
+    mine: list[float],
+    base: list[float],
+    target: float,
+    detail: dict[str, Any],
+) -> Result:
+    """A Result for a rate (rows/s) where higher is better: median ratio >= target."""
+    ratio = median_ratio(mine, base)
+    return Result(
+        name=name,
+        unit=unit,
+        value=statistics.median(mine),
+        baseline=statistics.median(base),
+        ratio=ratio,
+        target=f">= {target:.1f}x",
+        met=ratio >= target,
+        detail=detail,
+    )
+
+
 def median_ratio(library: list[float], baseline: list[float]) -> float:
     """Median of per-round ratios (rounds were interleaved)."""
     return statistics.median(a / b for a, b in zip(library, baseline, strict=True))

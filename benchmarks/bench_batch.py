@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import statistics
 import time
 from collections.abc import Awaitable, Callable, Iterator
 
@@ -31,6 +30,7 @@ from benchmarks._common import (
     emulator_process,
     parser,
     place_params,
+    rate_result,
     report,
     rss_mb,
 )
@@ -110,17 +110,8 @@ def throughput(
     for _ in range(rounds):
         base.append(anyio.run(theirs, base_url, count))
         mine.append(anyio.run(ours, base_url, count))
-    ratio = statistics.median(m / b for m, b in zip(mine, base, strict=True))
-    return Result(
-        name=name,
-        unit="rows/s",
-        value=statistics.median(mine),
-        baseline=statistics.median(base),
-        ratio=ratio,
-        target=f">= {target:.1f}x",
-        met=ratio >= target,
-        detail={"rows": count, "rounds": rounds, "concurrency": CONCURRENCY},
-    )
+    detail = {"rows": count, "rounds": rounds, "concurrency": CONCURRENCY}
+    return rate_result(name, "rows/s", mine, base, target, detail)
 
 
 async def _rate(base_url: str, seconds: float, rate: float) -> float:

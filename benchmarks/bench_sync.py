@@ -13,7 +13,6 @@ Rounds of the two sides alternate; the median of the per-round ratios is reporte
 
 from __future__ import annotations
 
-import statistics
 import threading
 import time
 
@@ -26,6 +25,7 @@ from benchmarks._common import (
     cost_result,
     emulator_process,
     parser,
+    rate_result,
     report,
 )
 from phoneconfirm_async import PhoneConfirmClient, SyncPhoneConfirmClient
@@ -111,16 +111,13 @@ def many_threads(base_url: str, rounds: int, per_thread: int) -> Result:
         for _ in range(rounds):
             base.append(anyio.run(_async_many, base_url, THREADS * per_thread))
             mine.append(_threads(client, per_thread))
-    ratio = statistics.median(m / b for m, b in zip(mine, base, strict=True))
-    return Result(
-        name=f"sync place_call, {THREADS} threads, vs async place_many c={THREADS}",
-        unit="rows/s",
-        value=statistics.median(mine),
-        baseline=statistics.median(base),
-        ratio=ratio,
-        target=f">= {THREADS_TARGET:.1f}x",
-        met=ratio >= THREADS_TARGET,
-        detail={"rounds": rounds, "threads": THREADS, "calls_per_thread": per_thread},
+    return rate_result(
+        f"sync place_call, {THREADS} threads, vs async place_many c={THREADS}",
+        "rows/s",
+        mine,
+        base,
+        THREADS_TARGET,
+        {"rounds": rounds, "threads": THREADS, "calls_per_thread": per_thread},
     )
 
 
